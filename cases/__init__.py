@@ -1,0 +1,1 @@
+"""Maintenance cases, work orders, crews, SLA, notifications and the HTTP API for crews and citizens."""

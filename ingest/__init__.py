@@ -1,0 +1,1 @@
+"""MQTT subscription, payload decoding against the telemetry contract, batching, the write path, dead letters."""

@@ -1,0 +1,148 @@
+"""The ``lykta`` command line: parses arguments, configures logging, runs one function."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from lykta import config
+from lykta.errors import LyktaError
+
+log = logging.getLogger("lykta")
+
+Command = Callable[[config.Settings, argparse.Namespace], int]
+
+
+def _services(settings: config.Settings, args: argparse.Namespace) -> int:
+    from lykta import services
+
+    if args.action == "up":
+        state = services.up(settings.state_dir, ephemeral=args.ephemeral)
+        for line in services.describe(state):
+            print(line)
+        print(f"connection settings recorded in {settings.services_file}")
+    elif args.action == "down":
+        for line in services.down(settings.state_dir):
+            print(line)
+    else:
+        lines = services.status(settings.state_dir)
+        for line in lines:
+            print(line)
+        return 0 if all(" running" in line for line in lines) else 3
+    return 0
+
+
+def _db(settings: config.Settings, args: argparse.Namespace) -> int:
+    from lykta import admin
+
+    url = admin.database_url(settings)
+    if args.action == "migrate":
+        for line in admin.migrate(url, settings.retention_days):
+            print(line)
+    elif args.action == "info":
+        for line in admin.info(url):
+            print(line)
+    else:
+        for line in admin.maintain(url, settings.retention_days):
+            print(line)
+    return 0
+
+
+def _tenants(settings: config.Settings, args: argparse.Namespace) -> int:
+    from lykta import admin
+
+    url = admin.database_url(settings)
+    if args.action == "add":
+        print(admin.add_tenant(url, args.tenant_id, args.name or args.tenant_id, args.language, args.timezone))
+    else:
+        for line in admin.list_tenants(url):
+            print(line)
+    return 0
+
+
+def _assets(settings: config.Settings, args: argparse.Namespace) -> int:
+    from lykta import admin
+
+    print(admin.import_assets(admin.database_url(settings), args.tenant, Path(args.file)))
+    return 0
+
+
+def _demo(settings: config.Settings, args: argparse.Namespace) -> int:
+    from lykta import demo
+
+    return demo.run(settings, inventory=Path(args.inventory) if args.inventory else None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lykta",
+        description="lykta: street lighting and city infrastructure telemetry, faults and maintenance.",
+        epilog="environment variables:\n" + config.describe_environment(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", help="TOML configuration file (also LYKTA_CONFIG)")
+    parser.add_argument("--state-dir", help="state directory of the local services (also LYKTA_STATE_DIR)")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (also LYKTA_LOG_LEVEL)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("services", help="start, stop or show the local PostgreSQL and Mosquitto")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument(
+        "--ephemeral",
+        action="store_true",
+        help="trade durability for speed (fsync off): for tests and benchmarks only",
+    )
+    p.set_defaults(func=_services)
+
+    p = sub.add_parser("db", help="database schema and maintenance")
+    p.add_argument(
+        "action",
+        choices=["migrate", "info", "maintain"],
+        help="migrate: apply pending migrations; info: versions, edition and storage path; "
+        "maintain: refresh rollups and apply retention where lykta does it",
+    )
+    p.set_defaults(func=_db)
+
+    p = sub.add_parser("tenants", help="municipalities sharing this installation")
+    p.add_argument("action", choices=["add", "list"])
+    p.add_argument("tenant_id", nargs="?", help="tenant id (for add), e.g. ljusdala")
+    p.add_argument("--name", help="display name (for add)")
+    p.add_argument("--language", default="en", choices=["en", "sv", "pt"], help="language of work orders")
+    p.add_argument("--timezone", default="UTC", help="IANA time zone, e.g. Europe/Stockholm")
+    p.set_defaults(func=_tenants)
+
+    p = sub.add_parser("assets", help="asset inventory")
+    asub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    imp = asub.add_parser("import", help="import a GeoJSON or CSV inventory, all or nothing")
+    imp.add_argument("file")
+    imp.add_argument("--tenant", required=True, help="tenant the assets belong to")
+    p.set_defaults(func=_assets)
+
+    p = sub.add_parser("demo", help="run the platform on local services with the sample city")
+    p.add_argument("--inventory", help="inventory file (default: the sample in examples/)")
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "tenants" and args.action == "add" and not args.tenant_id:
+        parser.error("tenants add needs a tenant id")
+    try:
+        settings = config.load(args.config, state_dir=args.state_dir, log_level=args.log_level)
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        func: Command = args.func
+        return func(settings, args)
+    except LyktaError as exc:
+        print(f"lykta: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""A private PostgreSQL cluster with TimescaleDB preloaded, under the state directory."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import signal
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+
+from lykta.errors import NotInstalledError, ServiceError
+from lykta.process import Account, cmdline, free_port, is_alive, stop_pid
+
+SUPERUSER = "lykta"
+DATABASE = "lykta"
+
+
+@dataclass(frozen=True)
+class PostgresInfo:
+    """Where the private cluster runs; recorded in services.json."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    pid: int
+    data_dir: str
+    bindir: str
+
+    def url(self, database: str | None = None) -> str:
+        return (
+            f"postgresql://{quote(self.user)}:{quote(self.password, safe='')}@{self.host}:{self.port}/"
+            f"{quote(database or self.database)}?sslmode=disable"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PostgresInfo:
+        return cls(**data)
+
+
+def find_bindir() -> Path:
+    """The newest PostgreSQL installation that has TimescaleDB."""
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    for postgres in candidates:
+        lib = postgres.parent.parent / "lib"
+        if any(lib.glob("timescaledb*.so")):
+            return postgres.parent
+    found = ", ".join(str(p.parent) for p in candidates) or "none"
+    raise NotInstalledError(
+        f"no PostgreSQL with TimescaleDB found (PostgreSQL installations: {found}); run ./bootstrap setup"
+    )
+
+
+def _run(argv: list[str], account: Account | None, what: str) -> None:
+    kwargs: dict[str, Any] = {}
+    if account:
+        kwargs.update(user=account.uid, group=account.gid, extra_groups=[])
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
+    if proc.returncode != 0:
+        raise ServiceError(f"{what} failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()}")
+
+
+def _config(port: int, ephemeral: bool) -> str:
+    lines = [
+        "# written by lykta services up; changes are overwritten",
+        "listen_addresses = '127.0.0.1'",
+        f"port = {port}",
+        "unix_socket_directories = ''",
+        "shared_preload_libraries = 'timescaledb'",
+        "timescaledb.telemetry_level = 'off'",
+        "max_connections = 200",
+        "shared_buffers = '512MB'",
+        "work_mem = '32MB'",
+        "maintenance_work_mem = '256MB'",
+        "max_wal_size = '4GB'",
+        "timezone = 'UTC'",
+        "log_timezone = 'UTC'",
+        "log_min_messages = warning",
+    ]
+    if ephemeral:
+        lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+    return "\n".join(lines) + "\n"
+
+
+def start(state_dir: Path, previous: PostgresInfo | None, *, ephemeral: bool = False) -> PostgresInfo:
+    """Initialise (first time) and start the cluster; return where it runs."""
+    bindir = find_bindir()
+    root = state_dir / "postgres"
+    data = root / "data"
+    account = Account.for_service("postgres")
+    root.mkdir(parents=True, exist_ok=True)
+    if account:
+        account.check_can_reach(root)
+        account.own(root)
+    password = previous.password if previous else secrets.token_urlsafe(24)
+    if previous and previous.pid and is_alive(previous.pid) and _is_our_postgres(previous.pid, data):
+        return previous
+    if not (data / "PG_VERSION").exists():
+        pwfile = root / "initdb.pw"
+        pwfile.write_text(password + "\n")
+        pwfile.chmod(0o600)
+        if account:
+            account.own(root)
+        try:
+            _run(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    SUPERUSER,
+                    "--pwfile",
+                    str(pwfile),
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=peer",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ],
+                account,
+                "initdb",
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        with (data / "postgresql.conf").open("a") as fh:
+            fh.write("\ninclude_if_exists = 'lykta.conf'\n")
+    port = free_port(previous.port if previous else None)
+    (data / "lykta.conf").write_text(_config(port, ephemeral))
+    if account:
+        account.own(root)
+    _run(
+        [
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(root / "postgres.log"),
+            "-w",
+            "-t",
+            "120",
+            "start",
+        ],
+        account,
+        f"starting PostgreSQL (log: {root / 'postgres.log'})",
+    )
+    pid = int((data / "postmaster.pid").read_text().split("\n", 1)[0])
+    info = PostgresInfo(
+        host="127.0.0.1",
+        port=port,
+        user=SUPERUSER,
+        password=password,
+        database=DATABASE,
+        pid=pid,
+        data_dir=str(data),
+        bindir=str(bindir),
+    )
+    _ensure_database(info)
+    return info
+
+
+def _ensure_database(info: PostgresInfo) -> None:
+    with psycopg.connect(info.url("postgres"), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (info.database,)).fetchone()
+        if not exists:
+            conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(info.database)))
+
+
+def _is_our_postgres(pid: int, data: Path) -> bool:
+    argv = cmdline(pid)
+    return bool(argv) and Path(argv[0]).name.startswith("postgres") and _pidfile_pid(data) == pid
+
+
+def _pidfile_pid(data: Path) -> int | None:
+    try:
+        first = (data / "postmaster.pid").read_text().split("\n", 1)[0]
+    except OSError:
+        return None
+    return int(first) if re.fullmatch(r"\d+", first) else None
+
+
+def stop(info: PostgresInfo) -> bool:
+    """Fast shutdown by the recorded pid; False if it was not running."""
+    data = Path(info.data_dir)
+    if not is_alive(info.pid) or not _is_our_postgres(info.pid, data):
+        return False
+    return stop_pid(info.pid, signal.SIGINT, timeout=120)
+
+
+def running(info: PostgresInfo) -> bool:
+    return is_alive(info.pid) and _is_our_postgres(info.pid, Path(info.data_dir))

@@ -1,0 +1,132 @@
+"""``lykta services up|down|status``: the private PostgreSQL and Mosquitto and the file recording them."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lykta import mosquitto, postgres
+from lykta.errors import ServiceError
+from lykta.mosquitto import MqttInfo
+from lykta.postgres import PostgresInfo
+from lykta.process import accepts_connections
+
+STATE_FILE = "services.json"
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """Connection settings of the local services, as recorded in ``<state>/services.json``."""
+
+    postgres: PostgresInfo | None = None
+    mqtt: MqttInfo | None = None
+
+    @classmethod
+    def load(cls, state_dir: Path) -> ServiceState:
+        path = state_dir / STATE_FILE
+        if not path.exists():
+            return cls()
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+            return cls(
+                postgres=PostgresInfo.from_dict(data["postgres"]) if data.get("postgres") else None,
+                mqtt=MqttInfo.from_dict(data["mqtt"]) if data.get("mqtt") else None,
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ServiceError(f"{path} is damaged ({exc}); remove it and run lykta services up") from exc
+
+    def save(self, state_dir: Path) -> None:
+        path = state_dir / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        data = {
+            "postgres": self.postgres.to_dict() if self.postgres else None,
+            "mqtt": self.mqtt.to_dict() if self.mqtt else None,
+        }
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2)
+        tmp.replace(path)
+
+
+def up(state_dir: Path, *, ephemeral: bool = False) -> ServiceState:
+    """Start both services (those already running are kept) and record where they run."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.chmod(0o755)
+    previous = ServiceState.load(state_dir)
+    pg = postgres.start(state_dir.resolve(), previous.postgres, ephemeral=ephemeral)
+    ServiceState(postgres=pg, mqtt=previous.mqtt).save(state_dir)
+    mq = mosquitto.start(state_dir.resolve(), previous.mqtt)
+    state = ServiceState(postgres=pg, mqtt=mq)
+    state.save(state_dir)
+    return state
+
+
+def describe(state: ServiceState) -> list[str]:
+    lines = []
+    if state.postgres:
+        lines.append(f"postgresql: 127.0.0.1:{state.postgres.port} (pid {state.postgres.pid})")
+    if state.mqtt:
+        lines.append(f"mosquitto:  {state.mqtt.url} (pid {state.mqtt.pid})")
+    return lines
+
+
+def down(state_dir: Path) -> list[str]:
+    """Stop both services by their recorded pids; say what happened to each."""
+    state = ServiceState.load(state_dir)
+    said = []
+    if state.mqtt:
+        said.append("mosquitto stopped" if mosquitto.stop(state.mqtt) else "mosquitto was not running")
+    else:
+        said.append("mosquitto was never started here")
+    if state.postgres:
+        said.append("postgresql stopped" if postgres.stop(state.postgres) else "postgresql was not running")
+    else:
+        said.append("postgresql was never started here")
+    return said
+
+
+def status(state_dir: Path) -> list[str]:
+    state = ServiceState.load(state_dir)
+    lines = []
+    if state.postgres:
+        pg = state.postgres
+        alive = postgres.running(pg) and accepts_connections(pg.port)
+        lines.append(
+            f"postgresql {'running' if alive else 'stopped'}: 127.0.0.1:{pg.port} pid {pg.pid} "
+            f"database {pg.database} data {pg.data_dir}"
+        )
+    else:
+        lines.append(f"postgresql: never started with state directory {state_dir}")
+    if state.mqtt:
+        mq = state.mqtt
+        alive = mosquitto.running(mq) and accepts_connections(mq.port)
+        lines.append(f"mosquitto {'running' if alive else 'stopped'}: {mq.url} pid {mq.pid} config {mq.config}")
+    else:
+        lines.append(f"mosquitto: never started with state directory {state_dir}")
+    return lines
+
+
+def database_url(settings_url: str | None, state_dir: Path) -> str:
+    """The configured URL, else the one ``lykta services up`` recorded."""
+    if settings_url:
+        return settings_url
+    state = ServiceState.load(state_dir)
+    if not state.postgres:
+        raise ServiceError(
+            f"no database configured: set LYKTA_DATABASE_URL or run `lykta services up` (state directory {state_dir})"
+        )
+    return state.postgres.url()
+
+
+def mqtt_url(settings_url: str | None, state_dir: Path) -> str:
+    if settings_url:
+        return settings_url
+    state = ServiceState.load(state_dir)
+    if not state.mqtt:
+        raise ServiceError(
+            f"no MQTT broker configured: set LYKTA_MQTT_URL or run `lykta services up` (state directory {state_dir})"
+        )
+    return state.mqtt.url

@@ -1,0 +1,1 @@
+"""Rule definitions, detectors and evaluation over stored telemetry, producing findings."""

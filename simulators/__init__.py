@@ -1,0 +1,1 @@
+"""Virtual devices and fleets, fault injection, time acceleration and load generation."""

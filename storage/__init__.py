@@ -1,0 +1,1 @@
+"""Schema, migrations and every SQL statement of lykta."""

@@ -1,0 +1,110 @@
+"""Rollups and retention: the work TimescaleDB's background jobs do on the TSL path, done by lykta on Apache.
+
+On the ``apache`` path the write path records each hour it touched in
+``rollup_pending``; :func:`refresh_rollups` recomputes exactly those hours in
+``telemetry_hourly`` and their days in ``telemetry_daily``, in one transaction,
+so late and replayed data is rolled up as well. :func:`apply_retention` drops raw
+chunks older than the retention period. On the ``tsl`` path both are policies;
+:func:`apply_retention` makes the retention policy match the configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import psycopg
+
+from storage.editions import StoragePath
+from storage.errors import MigrationError
+from storage.migrations import recorded_path
+
+_LOCK_ID = 0x6C796B7462
+
+
+@dataclass(frozen=True)
+class MaintenanceReport:
+    path: StoragePath
+    hours_refreshed: int
+    days_refreshed: int
+    chunks_dropped: int
+    retention: str
+
+
+def storage_path(conn: psycopg.Connection) -> StoragePath:
+    path = recorded_path(conn)
+    if path is None:
+        raise MigrationError("the database schema is not migrated; run lykta db migrate")
+    return path
+
+
+_REFRESH = [
+    """CREATE TEMP TABLE _lykta_hours ON COMMIT DROP AS
+       WITH taken AS (DELETE FROM rollup_pending RETURNING bucket) SELECT bucket FROM taken""",
+    """DELETE FROM telemetry_hourly h USING _lykta_hours p WHERE h.bucket = p.bucket""",
+    """INSERT INTO telemetry_hourly (bucket, device_key, metric_id, n, value_avg, value_min, value_max, value_sum)
+       SELECT p.bucket, t.device_key, t.metric_id, count(*), avg(t.value), min(t.value), max(t.value), sum(t.value)
+       FROM _lykta_hours p
+       JOIN telemetry t ON t.device_time >= p.bucket AND t.device_time < p.bucket + INTERVAL '1 hour'
+       GROUP BY 1, 2, 3""",
+    """CREATE TEMP TABLE _lykta_days ON COMMIT DROP AS
+       SELECT DISTINCT time_bucket(INTERVAL '1 day', bucket) AS day FROM _lykta_hours""",
+    """DELETE FROM telemetry_daily d USING _lykta_days p WHERE d.bucket = p.day""",
+    """INSERT INTO telemetry_daily (bucket, device_key, metric_id, n, value_avg, value_min, value_max, value_sum)
+       SELECT p.day, h.device_key, h.metric_id, sum(h.n), sum(h.value_sum) / sum(h.n),
+              min(h.value_min), max(h.value_max), sum(h.value_sum)
+       FROM _lykta_days p
+       JOIN telemetry_hourly h ON h.bucket >= p.day AND h.bucket < p.day + INTERVAL '1 day'
+       GROUP BY 1, 2, 3""",
+]
+
+
+def refresh_rollups(conn: psycopg.Connection) -> tuple[int, int]:
+    """Apache path: recompute the pending hours and their days. Returns (hours, days)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+        conn.execute(_REFRESH[0])
+        row = conn.execute("SELECT count(*) FROM _lykta_hours").fetchone()
+        hours = int(row[0]) if row else 0
+        if hours == 0:
+            conn.execute("DROP TABLE _lykta_hours")
+            return 0, 0
+        for statement in _REFRESH[1:]:
+            conn.execute(statement)
+        row = conn.execute("SELECT count(*) FROM _lykta_days").fetchone()
+        days = int(row[0]) if row else 0
+        conn.execute("DROP TABLE _lykta_hours; DROP TABLE _lykta_days")
+    return hours, days
+
+
+def apply_retention(conn: psycopg.Connection, path: StoragePath, retention_days: int) -> tuple[int, str]:
+    """Drop raw telemetry older than the retention period (apache) or keep the policy in line (tsl)."""
+    keep = timedelta(days=retention_days)
+    if path == "apache":
+        with conn.transaction():
+            rows = conn.execute(
+                "SELECT drop_chunks('telemetry', older_than => now() - %s::interval)", (keep,)
+            ).fetchall()
+        return len(rows), f"dropped by lykta after {retention_days} days"
+    with conn.transaction():
+        row = conn.execute(
+            """SELECT config->>'drop_after' FROM timescaledb_information.jobs
+               WHERE proc_name = 'policy_retention' AND hypertable_name = 'telemetry'"""
+        ).fetchone()
+        current = None if row is None else row[0]
+        wanted = f"{retention_days} days"
+        if current != wanted:
+            conn.execute("SELECT remove_retention_policy('telemetry', if_exists => true)")
+            conn.execute("SELECT add_retention_policy('telemetry', drop_after => %s::interval)", (keep,))
+    return 0, f"policy_retention drops chunks after {retention_days} days"
+
+
+def maintain(conn: psycopg.Connection, retention_days: int) -> MaintenanceReport:
+    path = storage_path(conn)
+    hours = days = 0
+    if path == "apache":
+        hours, days = refresh_rollups(conn)
+    dropped, retention = apply_retention(conn, path, retention_days)
+    return MaintenanceReport(
+        path=path, hours_refreshed=hours, days_refreshed=days, chunks_dropped=dropped, retention=retention
+    )
