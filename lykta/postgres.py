@@ -99,9 +99,10 @@ def start(state_dir: Path, previous: PostgresInfo | None, *, ephemeral: bool = F
     """Initialise (first time) and start the cluster; return where it runs."""
     bindir = find_bindir()
     root = state_dir / "postgres"
+    root.mkdir(parents=True, exist_ok=True)
+    root = root.resolve()
     data = root / "data"
     account = Account.for_service("postgres")
-    root.mkdir(parents=True, exist_ok=True)
     if account:
         account.check_can_reach(root)
         account.own(root)

@@ -108,8 +108,8 @@ class Account:
             for name in dirs + files:
                 os.lchown(os.path.join(root, name), self.uid, self.gid)
 
-    def check_can_reach(self, path: Path) -> None:
-        """Fail clearly when an ancestor of ``path`` is not traversable by this account."""
+    def blocking_parent(self, path: Path) -> Path | None:
+        """The first ancestor of ``path`` this account cannot enter, or None."""
         groups = {self.gid, *(g for g in _groups_of(self.name))}
         for parent in reversed(path.resolve().parents):
             st = parent.stat()
@@ -120,11 +120,18 @@ class Account:
             else:
                 ok = bool(st.st_mode & stat.S_IXOTH)
             if not ok:
-                raise ServiceError(
-                    f"the service account {self.name!r} cannot enter {parent} (mode {stat.filemode(st.st_mode)}), "
-                    f"so it cannot reach {path}; choose another state directory (--state-dir or "
-                    f"LYKTA_STATE_DIR) or allow traversal with: chmod o+x {parent}"
-                )
+                return parent
+        return None
+
+    def check_can_reach(self, path: Path) -> None:
+        """Fail clearly when an ancestor of ``path`` is not traversable by this account."""
+        parent = self.blocking_parent(path)
+        if parent is not None:
+            raise ServiceError(
+                f"the service account {self.name!r} cannot enter {parent} "
+                f"(mode {stat.filemode(parent.stat().st_mode)}), so it cannot reach {path}; choose another "
+                f"state directory (--state-dir or LYKTA_STATE_DIR) or allow traversal with: chmod o+x {parent}"
+            )
 
 
 def _groups_of(user: str) -> list[int]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +14,9 @@ from lykta import mosquitto, postgres
 from lykta.errors import ServiceError
 from lykta.mosquitto import MqttInfo
 from lykta.postgres import PostgresInfo
-from lykta.process import accepts_connections
+from lykta.process import Account, accepts_connections
+
+log = logging.getLogger(__name__)
 
 STATE_FILE = "services.json"
 
@@ -51,10 +55,43 @@ class ServiceState:
         tmp.replace(path)
 
 
+OUTSIDE_ROOT = Path("/var/lib/lykta")
+
+
+def place_data(state_dir: Path) -> list[str]:
+    """Make sure the service accounts can reach their data directories; say where they went if moved.
+
+    Run as root, PostgreSQL and Mosquitto run as their own accounts, which cannot
+    enter a state directory below a private directory such as /root. Their data
+    then lives in /var/lib/lykta/<name>-<hash> and ``<state>/postgres`` and
+    ``<state>/mosquitto`` are symbolic links to it; everything else stays put.
+    """
+    accounts = [a for a in (Account.for_service("postgres"), Account.for_service("mosquitto")) if a]
+    blocked = {a.blocking_parent(state_dir / "x") for a in accounts} - {None}
+    if not blocked:
+        return []
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
+    outside = OUTSIDE_ROOT / f"{state_dir.resolve().parent.name or 'root'}-{digest}"
+    said = []
+    for name in ("postgres", "mosquitto"):
+        link = state_dir / name
+        if link.is_symlink() or not link.exists():
+            target = outside / name
+            target.mkdir(parents=True, exist_ok=True)
+            for directory in (OUTSIDE_ROOT, outside):
+                directory.chmod(0o755)
+            if not link.is_symlink():
+                link.symlink_to(target)
+            said.append(f"{name} data in {target}: the {name} account cannot enter {min(blocked)}")
+    return said
+
+
 def up(state_dir: Path, *, ephemeral: bool = False) -> ServiceState:
     """Start both services (those already running are kept) and record where they run."""
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o755)
+    for line in place_data(state_dir):
+        log.info(line)
     previous = ServiceState.load(state_dir)
     pg = postgres.start(state_dir.resolve(), previous.postgres, ephemeral=ephemeral)
     ServiceState(postgres=pg, mqtt=previous.mqtt).save(state_dir)

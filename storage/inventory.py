@@ -155,8 +155,9 @@ def _record(row: _Row, lat: Any = None, lon: Any = None) -> AssetRecord | None:
         "reporting_interval_s": row.integer("reporting_interval_s", 1, 86_400 * 7),
     }
     criticality = row.integer("criticality", 1, 5)
-    if (record_kwargs["lat"] is None) != (record_kwargs["lon"] is None):
-        row.problem("lat" if record_kwargs["lat"] is None else "lon", "lat and lon must be given together")
+    has_lat, has_lon = (row.values.get(k) not in (None, "") for k in ("lat", "lon"))
+    if has_lat != has_lon:
+        row.problem("lon" if has_lat else "lat", "lat and lon must be given together")
     if len(row.problems) > before or asset_id is None or kind is None:
         return None
     extra = {k: v for k, v in row.values.items() if k not in COLUMNS and k != "id" and v not in (None, "")}

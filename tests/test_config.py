@@ -1,0 +1,68 @@
+"""Configuration: defaults, file, environment, and errors that name the setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lykta import config
+from lykta.errors import ConfigError
+
+
+def test_defaults() -> None:
+    settings = config.load(environ={})
+    assert settings.state_dir == Path(".lykta")
+    assert settings.retention_days == 395
+    assert settings.database_url is None
+
+
+def test_file_then_environment_then_arguments(tmp_path: Path) -> None:
+    elsewhere = str(tmp_path / "elsewhere")
+    path = tmp_path / "lykta.toml"
+    path.write_text('retention_days = 30\nstate_dir = "/srv/lykta"\nlog_level = "debug"\n')
+    settings = config.load(path, environ={"LYKTA_RETENTION_DAYS": "60"})
+    assert (settings.retention_days, settings.state_dir, settings.log_level) == (60, Path("/srv/lykta"), "DEBUG")
+    settings = config.load(environ={"LYKTA_CONFIG": str(path)}, state_dir=elsewhere)
+    assert (settings.retention_days, settings.state_dir) == (30, Path(elsewhere))
+
+
+@pytest.mark.parametrize(
+    ("content", "environ", "message"),
+    [
+        ("retention_days = 'many'", {}, "setting 'retention_days': expected a whole number"),
+        ("retention_days = 0", {}, "setting 'retention_days': must be greater than 0"),
+        ("retention_days = true", {}, "setting 'retention_days': expected a whole number"),
+        ("colour = 'blue'", {}, "unknown setting 'colour'"),
+        ("retention_days = ", {}, "is not valid TOML"),
+        ("", {"LYKTA_DATABASE_URL": "mysql://x"}, "setting 'database_url': expected a URL starting with postgresql"),
+        ("", {"LYKTA_MQTT_URL": "http://x"}, "setting 'mqtt_url'"),
+        ("", {"LYKTA_LOG_LEVEL": "LOUD"}, "setting 'log_level'"),
+    ],
+)
+def test_bad_configuration_names_the_setting(
+    tmp_path: Path, content: str, environ: dict[str, str], message: str
+) -> None:
+    path = tmp_path / "lykta.toml"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as exc:
+        config.load(path, environ=environ)
+    assert message in str(exc.value)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load("/nonexistent/lykta.toml", environ={})
+
+
+def test_help_lists_every_environment_variable() -> None:
+    text = config.describe_environment()
+    for name in (
+        "LYKTA_STATE_DIR",
+        "LYKTA_DATABASE_URL",
+        "LYKTA_MQTT_URL",
+        "LYKTA_RETENTION_DAYS",
+        "LYKTA_LOG_LEVEL",
+        "LYKTA_CONFIG",
+    ):
+        assert name in text

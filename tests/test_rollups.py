@@ -1,0 +1,109 @@
+"""The write path and the Apache-path rollups and retention, against the real TimescaleDB."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from storage import assets, inventory, maintenance, tenants
+from storage.telemetry import Reading, write_readings
+
+T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+POWER, VOLTAGE = 1, 2
+
+
+@pytest.fixture
+def devices(conn: psycopg.Connection) -> list[int]:
+    tenants.upsert(conn, "testby", "Testby")
+    records = inventory.parse_csv(
+        "asset_id,kind,parent_id,lat,lon,rated_power_w,device_id\n"
+        "C1,cabinet,,56.0,12.7,,M1\nK1,circuit,C1,,,,\n"
+        "L1,streetlight,K1,56.001,12.7,50,D1\nL2,streetlight,K1,56.002,12.7,50,D2\n"
+    )
+    assets.import_records(conn, "testby", records, "test")
+    rows = conn.execute("SELECT device_key FROM devices WHERE device_id IN ('D1', 'D2') ORDER BY device_id")
+    return [r[0] for r in rows.fetchall()]
+
+
+def _aggregate(conn: psycopg.Connection, width: str) -> list[tuple[object, ...]]:
+    return conn.execute(
+        f"""SELECT time_bucket(INTERVAL '{width}', device_time), device_key, metric_id, count(*), sum(value),
+                   min(value), max(value)
+            FROM telemetry GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
+    ).fetchall()
+
+
+def _rollup(conn: psycopg.Connection, table: str) -> list[tuple[object, ...]]:
+    return conn.execute(
+        f"""SELECT bucket, device_key, metric_id, n, value_sum, value_min, value_max
+            FROM {table} ORDER BY 1, 2, 3"""
+    ).fetchall()
+
+
+def test_identical_readings_are_stored_once(conn: psycopg.Connection, devices: list[int]) -> None:
+    d1, _ = devices
+    batch = [Reading(d1, POWER, T0 + timedelta(minutes=i), 40.0 + i) for i in range(5)]
+    first = write_readings(conn, batch + batch[:2], T0, "apache")
+    assert (first.stored, first.duplicates) == (5, 2)
+    again = write_readings(conn, batch, T0 + timedelta(minutes=9), "apache")
+    assert (again.stored, again.duplicates) == (0, 5)
+    assert conn.execute("SELECT count(*) FROM telemetry").fetchone() == (5,)
+
+
+def test_latest_value_and_last_seen_follow_device_time(conn: psycopg.Connection, devices: list[int]) -> None:
+    d1, _ = devices
+    write_readings(conn, [Reading(d1, POWER, T0 + timedelta(minutes=30), 55.0)], T0, "apache")
+    late = T0 + timedelta(hours=2)
+    # An older reading replayed later must not replace the latest value, but the device was seen.
+    write_readings(conn, [Reading(d1, POWER, T0, 10.0)], late, "apache")
+    latest = conn.execute("SELECT device_time, value FROM telemetry_latest WHERE device_key = %s", (d1,)).fetchall()
+    assert latest == [(T0 + timedelta(minutes=30), 55.0)]
+    seen = conn.execute("SELECT last_seen_at FROM devices WHERE device_key = %s", (d1,)).fetchone()
+    assert seen == (late,)
+
+
+def test_rollups_match_the_raw_data_including_late_arrivals(conn: psycopg.Connection, devices: list[int]) -> None:
+    d1, d2 = devices
+    readings = [
+        Reading(key, metric, T0 + timedelta(minutes=10 * i), float(i * key + metric))
+        for key in (d1, d2)
+        for metric in (POWER, VOLTAGE)
+        for i in range(30)
+    ]
+    write_readings(conn, readings, T0, "apache")
+    hours, days = maintenance.refresh_rollups(conn)
+    assert (hours, days) == (5, 1)
+    assert _rollup(conn, "telemetry_hourly") == _aggregate(conn, "1 hour")
+    assert _rollup(conn, "telemetry_daily") == _aggregate(conn, "1 day")
+    assert maintenance.refresh_rollups(conn) == (0, 0)
+
+    # Store-and-forward replay: data from the previous day and into an already rolled-up hour.
+    replay = [Reading(d1, POWER, T0 - timedelta(days=1) + timedelta(minutes=i), 7.0) for i in range(3)]
+    replay.append(Reading(d1, POWER, T0 + timedelta(minutes=5), 1000.0))
+    write_readings(conn, replay, T0 + timedelta(days=1), "apache")
+    assert maintenance.refresh_rollups(conn) == (2, 2)
+    assert _rollup(conn, "telemetry_hourly") == _aggregate(conn, "1 hour")
+    assert _rollup(conn, "telemetry_daily") == _aggregate(conn, "1 day")
+
+
+def test_retention_drops_only_old_chunks(conn: psycopg.Connection, devices: list[int]) -> None:
+    d1, _ = devices
+    now = datetime.now(UTC)
+    old = [Reading(d1, POWER, now - timedelta(days=500, minutes=i), 1.0) for i in range(3)]
+    recent = [Reading(d1, POWER, now - timedelta(days=1, minutes=i), 2.0) for i in range(3)]
+    write_readings(conn, old + recent, now, "apache")
+    report = maintenance.maintain(conn, retention_days=395)
+    assert report.path == "apache"
+    assert report.chunks_dropped >= 1
+    assert conn.execute("SELECT count(*), min(value), max(value) FROM telemetry").fetchone() == (3, 2.0, 2.0)
+    # Rollups outlive the raw data they were computed from.
+    assert conn.execute("SELECT count(*) FROM telemetry_hourly WHERE value_min = 1.0").fetchone() == (1,)
+
+
+def test_maintenance_refuses_an_unmigrated_database(empty_db_url: str) -> None:
+    from storage.errors import MigrationError
+
+    with psycopg.connect(empty_db_url, autocommit=True) as c, pytest.raises(MigrationError, match="db migrate"):
+        maintenance.maintain(c, retention_days=30)

@@ -1,0 +1,117 @@
+"""``lykta services``: private PostgreSQL and Mosquitto started, stopped and restarted on real binaries."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from lykta import services
+from lykta.errors import ServiceError
+from lykta.process import accepts_connections, is_alive
+
+
+def _mqtt_connack(port: int) -> bytes:
+    """A bare MQTT 3.1.1 CONNECT: proves a broker answers, not just that a port is open."""
+    connect = bytes([0x10, 0x11, 0x00, 0x04]) + b"MQTT" + bytes([0x04, 0x02, 0x00, 0x3C, 0x00, 0x05]) + b"probe"
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(connect)
+        return sock.recv(4)
+
+
+def test_up_down_up_keeps_the_data(state_dir: Path) -> None:
+    state = services.up(state_dir)
+    assert state.postgres is not None and state.mqtt is not None
+    assert state.postgres.host == state.mqtt.host == "127.0.0.1"
+    assert Path(state.postgres.data_dir).is_relative_to(state_dir.resolve())
+    assert _mqtt_connack(state.mqtt.port) == bytes([0x20, 0x02, 0x00, 0x00])
+    with psycopg.connect(state.postgres.url(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE kept (note text)")
+        conn.execute("INSERT INTO kept VALUES ('still here')")
+        preload = conn.execute("SHOW shared_preload_libraries").fetchone()
+    assert preload == ("timescaledb",)
+    recorded = json.loads((state_dir / "services.json").read_text())
+    assert recorded["postgres"]["pid"] == state.postgres.pid
+    assert (state_dir / "services.json").stat().st_mode & 0o077 == 0
+
+    said = services.down(state_dir)
+    assert said == ["mosquitto stopped", "postgresql stopped"]
+    assert not is_alive(state.postgres.pid)
+    assert not is_alive(state.mqtt.pid)
+    assert not accepts_connections(state.postgres.port)
+    assert services.down(state_dir) == ["mosquitto was not running", "postgresql was not running"]
+    assert all(" stopped" in line for line in services.status(state_dir))
+
+    again = services.up(state_dir)
+    assert again.postgres is not None
+    assert again.postgres.password == state.postgres.password
+    with psycopg.connect(again.postgres.url(), autocommit=True) as conn:
+        assert conn.execute("SELECT note FROM kept").fetchall() == [("still here",)]
+    status = services.status(state_dir)
+    assert status[0].startswith(f"postgresql running: 127.0.0.1:{again.postgres.port} pid {again.postgres.pid}")
+    assert status[1].startswith("mosquitto running: mqtt://127.0.0.1:")
+
+
+def test_up_while_running_keeps_the_running_services(state_dir: Path) -> None:
+    first = services.up(state_dir)
+    second = services.up(state_dir)
+    assert first == second
+
+
+def test_a_taken_port_is_not_reused(state_dir: Path) -> None:
+    first = services.up(state_dir)
+    assert first.postgres is not None and first.mqtt is not None
+    services.down(state_dir)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", first.postgres.port))
+        squatter.listen()
+        again = services.up(state_dir)
+        assert again.postgres is not None
+        assert again.postgres.port != first.postgres.port
+        with psycopg.connect(again.postgres.url()) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_without_services_commands_say_what_to_do(state_dir: Path) -> None:
+    with pytest.raises(ServiceError, match="run `lykta services up`"):
+        services.database_url(None, state_dir)
+    assert services.status(state_dir)[0].startswith("postgresql: never started")
+    assert services.database_url("postgresql://x@127.0.0.1/db", state_dir) == "postgresql://x@127.0.0.1/db"
+
+
+def test_a_damaged_state_file_is_reported(state_dir: Path) -> None:
+    state_dir.mkdir(parents=True)
+    (state_dir / "services.json").write_text("{not json")
+    with pytest.raises(ServiceError, match="is damaged"):
+        services.status(state_dir)
+
+
+def test_a_state_directory_below_a_private_directory_works_as_root(state_dir: Path) -> None:
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        pytest.skip("only root hands the data to service accounts; as another user the services run as that user")
+    private = state_dir.parent / "private"
+    private.mkdir(mode=0o700)
+    inner = private / "clone" / ".lykta"
+    try:
+        state = services.up(inner)
+        assert state.postgres is not None
+        assert (inner / "postgres").is_symlink() and (inner / "mosquitto").is_symlink()
+        outside = (inner / "postgres").resolve().parent
+        assert outside.parent == services.OUTSIDE_ROOT
+        with psycopg.connect(state.postgres.url(), autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept AS SELECT 42 AS answer")
+        services.down(inner)
+        again = services.up(inner)
+        assert again.postgres is not None
+        with psycopg.connect(again.postgres.url(), autocommit=True) as conn:
+            assert conn.execute("SELECT answer FROM kept").fetchone() == (42,)
+    finally:
+        services.down(inner)
+        if (inner / "postgres").is_symlink():
+            shutil.rmtree((inner / "postgres").resolve().parent, ignore_errors=True)
