@@ -67,7 +67,7 @@ def place_data(state_dir: Path) -> list[str]:
     ``<state>/mosquitto`` are symbolic links to it; everything else stays put.
     """
     accounts = [a for a in (Account.for_service("postgres"), Account.for_service("mosquitto")) if a]
-    blocked = {a.blocking_parent(state_dir / "x") for a in accounts} - {None}
+    blocked = sorted(p for p in (a.blocking_parent(state_dir / "x") for a in accounts) if p is not None)
     if not blocked:
         return []
     digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
@@ -82,7 +82,7 @@ def place_data(state_dir: Path) -> list[str]:
                 directory.chmod(0o755)
             if not link.is_symlink():
                 link.symlink_to(target)
-            said.append(f"{name} data in {target}: the {name} account cannot enter {min(blocked)}")
+            said.append(f"{name} data in {target}: the {name} account cannot enter {blocked[0]}")
     return said
 
 

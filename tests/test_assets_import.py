@@ -142,7 +142,7 @@ def test_tenants_of_one_installation_keep_separate_trees(town: psycopg.Connectio
         ("ok", "x", "en", "Mars/Olympus", "timezone 'Mars/Olympus'"),
     ],
 )
-def test_bad_tenants_are_refused(
+def test_bad_tenants_are_refused(  # noqa: PLR0917 - one argument per parameter column
     conn: psycopg.Connection, tenant_id: str, name: str, language: str, timezone: str, message: str
 ) -> None:
     from storage.errors import StorageError
