@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lykta import config
+from lykta import config, logs
 from lykta.errors import LyktaError
-
-log = logging.getLogger("lykta")
 
 Command = Callable[[config.Settings, argparse.Namespace], int]
 
@@ -70,6 +67,20 @@ def _assets(settings: config.Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _ingest(settings: config.Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ingest import service, workers
+    from lykta import services
+
+    database_url = services.database_url(settings.database_url, settings.state_dir)
+    mqtt_url = services.mqtt_url(settings.mqtt_url, settings.state_dir)
+    if args.workers > 1:
+        return workers.supervise(settings, args.workers, sys.argv[1:])
+    asyncio.run(service.run(settings, database_url, mqtt_url))
+    return 0
+
+
 def _demo(settings: config.Settings, args: argparse.Namespace) -> int:
     from lykta import demo
 
@@ -121,6 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--tenant", required=True, help="tenant the assets belong to")
     p.set_defaults(func=_assets)
 
+    p = sub.add_parser("ingest", help="receive telemetry from the broker and store it (runs until SIGTERM)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the subscription (default 1); each gets client id <id>-<n> and metrics port <port>+<n>",
+    )
+    p.set_defaults(func=_ingest)
+
     p = sub.add_parser("demo", help="run the platform on local services with the sample city")
     p.add_argument("--inventory", help="inventory file (default: the sample in examples/)")
     p.set_defaults(func=_demo)
@@ -134,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("tenants add needs a tenant id")
     try:
         settings = config.load(args.config, state_dir=args.state_dir, log_level=args.log_level)
-        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        logs.configure(settings.log_level, settings.log_format)
         func: Command = args.func
         return func(settings, args)
     except LyktaError as exc:

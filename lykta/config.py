@@ -9,7 +9,11 @@ setting.
 
 from __future__ import annotations
 
+import ast
+import inspect
+import itertools
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -35,6 +39,34 @@ class Settings:
     """Days of raw telemetry kept; rollups are kept for good."""
     log_level: str = "INFO"
     """Python logging level name."""
+    log_format: str = "text"
+    """text or json (one JSON object per line)."""
+    ingest_group: str = "lykta"
+    """Shared-subscription group of the ingest processes."""
+    ingest_client_id: str | None = None
+    """MQTT client id; stable per process so a restart resumes its session (default: lykta-ingest-<host>)."""
+    ingest_batch_messages: int = 2000
+    """Flush a batch at this many messages or..."""
+    ingest_batch_age_ms: int = 200
+    """...when its oldest message is this many milliseconds old."""
+    ingest_receive_maximum: int = 10000
+    """Unacknowledged messages the broker may have in flight to one ingest process (MQTT v5 Receive Maximum)."""
+    ingest_max_buffer_bytes: int = 64 * 1024 * 1024
+    """Payload bytes held unacknowledged before ingest stops reading from the broker."""
+    ingest_session_expiry_s: int = 7 * 86400
+    """How long the broker keeps an absent ingest process's session and queued messages."""
+    ingest_unknown_devices: str = "reject"
+    """reject (dead-letter as unknown_device) or register (as an unprovisioned device)."""
+    ingest_metrics_port: int = 9810
+    """Prometheus metrics endpoint on 127.0.0.1; 0 turns it off."""
+    ingest_stats_interval_s: int = 10
+    """How often ingest writes its counters to the ingest_stats table."""
+    max_payload_bytes: int = 262_144
+    """Largest telemetry payload accepted (docs/telemetry.md)."""
+    max_future_s: int = 300
+    """How far ahead of the receive time a device time may be."""
+    max_age_days: int = 35
+    """How far back a device time may be."""
 
     @property
     def services_file(self) -> Path:
@@ -45,7 +77,7 @@ def describe_environment() -> str:
     """One line per setting, for ``--help``."""
     return (
         "\n".join(f"  {ENV_PREFIX}{f.name.upper():<20} {_doc(f.name)}" for f in fields(Settings))
-        + f"\n  {ENV_PREFIX}CONFIG{'':<14} TOML file with the same keys in lower case"
+        + f"\n  {ENV_PREFIX}CONFIG{'':<20} TOML file with the same keys in lower case"
     )
 
 
@@ -57,7 +89,10 @@ def _doc(name: str) -> str:
         "retention_days": "days of raw telemetry kept (default 395)",
         "log_level": "DEBUG, INFO, WARNING or ERROR (default INFO)",
     }
-    return docs[name]
+    if name in docs:
+        return docs[name]
+    doc = _FIELD_DOCS.get(name, "").rstrip(".")
+    return f"{doc} (default {getattr(Settings(), name)})"
 
 
 def _positive_int(name: str, raw: Any) -> int:
@@ -69,6 +104,35 @@ def _positive_int(name: str, raw: Any) -> int:
         raise ConfigError(f"setting {name!r}: expected a whole number, got {raw!r}") from None
     if value <= 0:
         raise ConfigError(f"setting {name!r}: must be greater than 0, got {value}")
+    return value
+
+
+def _choice(*allowed: str) -> Callable[[str, Any], str]:
+    def check(name: str, raw: Any) -> str:
+        value = str(raw).lower()
+        if value not in allowed:
+            raise ConfigError(f"setting {name!r}: expected {' or '.join(allowed)}, got {raw!r}")
+        return value
+
+    return check
+
+
+def _port(name: str, raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise ConfigError(f"setting {name!r}: expected a port number, got {raw!r}")
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name!r}: expected a port number, got {raw!r}") from None
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"setting {name!r}: expected 0 to 65535, got {value}")
+    return value
+
+
+def _name(name: str, raw: Any) -> str:
+    value = str(raw)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+        raise ConfigError(f"setting {name!r}: use 1-64 letters, digits, '_', '.' or '-', got {raw!r}")
     return value
 
 
@@ -95,7 +159,41 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "mqtt_url": _url(("mqtt", "mqtts")),
     "retention_days": _positive_int,
     "log_level": _log_level,
+    "log_format": _choice("text", "json"),
+    "ingest_group": _name,
+    "ingest_client_id": _name,
+    "ingest_batch_messages": _positive_int,
+    "ingest_batch_age_ms": _positive_int,
+    "ingest_receive_maximum": _positive_int,
+    "ingest_max_buffer_bytes": _positive_int,
+    "ingest_session_expiry_s": _positive_int,
+    "ingest_unknown_devices": _choice("reject", "register"),
+    "ingest_metrics_port": _port,
+    "ingest_stats_interval_s": _positive_int,
+    "max_payload_bytes": _positive_int,
+    "max_future_s": _positive_int,
+    "max_age_days": _positive_int,
 }
+
+
+def _field_docs() -> dict[str, str]:
+    """The attribute docstrings of Settings, read from this module's source."""
+    tree = ast.parse(inspect.getsource(Settings))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, nxt in itertools.pairwise(body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[node.target.id] = nxt.value.value
+    return docs
+
+
+_FIELD_DOCS = _field_docs()
 
 
 def load(

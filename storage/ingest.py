@@ -1,0 +1,264 @@
+"""SQL of the ingest service: the registry it resolves devices against and the batch write path.
+
+One transaction per batch: readings through binary COPY into a staging table and
+from there into the hypertable with duplicates dropped, the latest values, the
+devices' last-seen times, rollup bookkeeping (Apache path), statuses, events and
+dead letters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from storage.editions import StoragePath
+from storage.errors import MigrationError
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRef:
+    device_key: int
+    device_kind: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRow:
+    metric_id: int
+    name: str
+    senml_unit: str | None
+    min_value: float
+    max_value: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    received_at: float
+    topic: str
+    payload: bytes
+    reason: str
+    detail: str
+    tenant_id: str | None
+    device_id: str | None
+
+
+@dataclass
+class IngestBatch:
+    """What one batch of messages carried, resolved to device keys; written in one transaction."""
+
+    readings: list[tuple[float, int, int, float, float]] = field(default_factory=list)
+    """(device epoch, device key, metric id, value, received epoch)"""
+    statuses: list[tuple[int, float, bool, str | None, float]] = field(default_factory=list)
+    """(device key, device epoch, online, reason, received epoch)"""
+    events: list[tuple[int, float, str, float | None, dict[str, Any], float]] = field(default_factory=list)
+    """(device key, device epoch, event, value, detail, received epoch)"""
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    stored: int
+    duplicates: int
+    dead_letters: int
+
+
+async def load_metrics(conn: psycopg.AsyncConnection) -> list[MetricRow]:
+    cur = await conn.execute("SELECT metric_id, name, senml_unit, min_value, max_value FROM metrics")
+    return [MetricRow(*row) for row in await cur.fetchall()]
+
+
+async def load_tenants(conn: psycopg.AsyncConnection) -> set[str]:
+    cur = await conn.execute("SELECT tenant_id FROM tenants")
+    return {row[0] for row in await cur.fetchall()}
+
+
+async def load_devices(conn: psycopg.AsyncConnection) -> dict[tuple[str, str], DeviceRef]:
+    cur = await conn.execute(
+        "SELECT tenant_id, device_id, device_key, device_kind, status FROM devices WHERE status <> 'retired'"
+    )
+    return {(r[0], r[1]): DeviceRef(r[2], r[3], r[4]) for r in await cur.fetchall()}
+
+
+async def find_devices(
+    conn: psycopg.AsyncConnection, wanted: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], DeviceRef]:
+    pairs = list(wanted)
+    if not pairs:
+        return {}
+    cur = await conn.execute(
+        """SELECT d.tenant_id, d.device_id, d.device_key, d.device_kind, d.status
+           FROM devices d JOIN unnest(%s::text[], %s::text[]) AS w(tenant_id, device_id)
+             USING (tenant_id, device_id)
+           WHERE d.status <> 'retired'""",
+        ([p[0] for p in pairs], [p[1] for p in pairs]),
+    )
+    return {(r[0], r[1]): DeviceRef(r[2], r[3], r[4]) for r in await cur.fetchall()}
+
+
+async def register_devices(
+    conn: psycopg.AsyncConnection, new: Sequence[tuple[str, str, str]]
+) -> dict[tuple[str, str], DeviceRef]:
+    """Register (tenant, device id, kind) as unprovisioned devices; existing ones are returned as they are."""
+    if not new:
+        return {}
+    async with conn.transaction():
+        await conn.execute(
+            """INSERT INTO devices (tenant_id, device_id, device_kind, status)
+               SELECT t, d, k, 'unprovisioned' FROM unnest(%s::text[], %s::text[], %s::text[]) AS n(t, d, k)
+               WHERE t IN (SELECT tenant_id FROM tenants)
+               ON CONFLICT (tenant_id, device_id) DO NOTHING""",
+            ([n[0] for n in new], [n[1] for n in new], [n[2] for n in new]),
+        )
+    return await find_devices(conn, [(n[0], n[1]) for n in new])
+
+
+_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS ingest_staging (
+    t  double precision NOT NULL,
+    k  bigint           NOT NULL,
+    m  smallint         NOT NULL,
+    v  double precision NOT NULL,
+    r  double precision NOT NULL
+) ON COMMIT DELETE ROWS
+"""
+
+_COPY = "COPY ingest_staging (t, k, m, v, r) FROM STDIN (FORMAT BINARY)"
+
+_INSERT = """
+INSERT INTO telemetry (device_time, device_key, metric_id, value, received_at)
+SELECT to_timestamp(t), k, m, v, to_timestamp(r) FROM ingest_staging
+ON CONFLICT DO NOTHING
+"""
+
+_LATEST = """
+INSERT INTO telemetry_latest AS l (device_key, metric_id, device_time, value, received_at)
+SELECT DISTINCT ON (k, m) k, m, to_timestamp(t), v, to_timestamp(r)
+FROM ingest_staging
+ORDER BY k, m, t DESC
+ON CONFLICT (device_key, metric_id) DO UPDATE
+SET device_time = EXCLUDED.device_time, value = EXCLUDED.value, received_at = EXCLUDED.received_at
+WHERE l.device_time < EXCLUDED.device_time
+"""
+
+_LAST_SEEN = """
+UPDATE devices d SET last_seen_at = s.seen
+FROM (SELECT k, to_timestamp(max(r)) AS seen FROM ingest_staging GROUP BY k) s
+WHERE d.device_key = s.k AND (d.last_seen_at IS NULL OR d.last_seen_at < s.seen)
+"""
+
+_PENDING = """
+INSERT INTO rollup_pending (bucket)
+SELECT DISTINCT time_bucket(INTERVAL '1 hour', to_timestamp(t)) FROM ingest_staging
+ON CONFLICT DO NOTHING
+"""
+
+_STATUS = """
+INSERT INTO device_status (device_key, device_time, online, reason, received_at)
+VALUES (%s, to_timestamp(%s), %s, %s, to_timestamp(%s))
+ON CONFLICT DO NOTHING
+"""
+
+_ONLINE = """
+UPDATE devices SET online = %(online)s, online_changed_at = to_timestamp(%(t)s),
+       last_seen_at = greatest(last_seen_at, to_timestamp(%(r)s))
+WHERE device_key = %(k)s AND (online_changed_at IS NULL OR online_changed_at <= to_timestamp(%(t)s))
+"""
+
+_EVENT = """
+INSERT INTO device_events (device_key, device_time, event, value, detail, received_at)
+VALUES (%s, to_timestamp(%s), %s, %s, %s, to_timestamp(%s))
+ON CONFLICT DO NOTHING
+"""
+
+_DEAD = """
+INSERT INTO dead_letters (received_at, topic, payload, reason, detail, tenant_id, device_id)
+VALUES (to_timestamp(%s), %s, %s, %s, %s, %s, %s)
+"""
+
+
+async def write_batch(conn: psycopg.AsyncConnection, batch: IngestBatch, path: StoragePath) -> BatchResult:
+    """Write everything in one transaction; raise psycopg errors unchanged for the caller to classify."""
+    stored = 0
+    async with conn.transaction(), conn.cursor() as cur:
+        if batch.readings:
+            await cur.execute(_STAGING)
+            async with cur.copy(_COPY) as copy:
+                copy.set_types(["float8", "int8", "int2", "float8", "float8"])
+                for row in batch.readings:
+                    await copy.write_row(row)
+            await cur.execute(_INSERT)
+            stored = max(cur.rowcount, 0)
+            await cur.execute(_LATEST)
+            await cur.execute(_LAST_SEEN)
+            if path == "apache":
+                await cur.execute(_PENDING)
+        if batch.statuses:
+            await cur.executemany(_STATUS, batch.statuses)
+            await cur.executemany(
+                _ONLINE,
+                [
+                    {"k": k, "t": t, "online": online, "r": r}
+                    for k, t, online, _, r in sorted(batch.statuses, key=lambda s: s[1])
+                ],
+            )
+        if batch.events:
+            await cur.executemany(_EVENT, [(k, t, e, v, Jsonb(d), r) for k, t, e, v, d, r in batch.events])
+        if batch.dead_letters:
+            await cur.executemany(
+                _DEAD,
+                [
+                    (d.received_at, d.topic, d.payload, d.reason, d.detail, d.tenant_id, d.device_id)
+                    for d in batch.dead_letters
+                ],
+            )
+    return BatchResult(stored=stored, duplicates=len(batch.readings) - stored, dead_letters=len(batch.dead_letters))
+
+
+@dataclass(frozen=True)
+class StatsRow:
+    instance: str
+    interval_s: float
+    received: int
+    stored: int
+    duplicates: int
+    rejected: int
+    rejected_by_reason: dict[str, int]
+    batches: int
+    commit_seconds: float
+    backlog: int
+    lag_seconds: float | None
+
+
+async def record_stats(conn: psycopg.AsyncConnection, row: StatsRow) -> None:
+    async with conn.transaction():
+        await conn.execute(
+            """INSERT INTO ingest_stats (at, instance, interval_s, received, stored, duplicates, rejected,
+                                         rejected_by_reason, batches, commit_seconds, backlog, lag_seconds)
+               VALUES (now(), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT DO NOTHING""",
+            (
+                row.instance,
+                row.interval_s,
+                row.received,
+                row.stored,
+                row.duplicates,
+                row.rejected,
+                Jsonb(row.rejected_by_reason),
+                row.batches,
+                row.commit_seconds,
+                row.backlog,
+                row.lag_seconds,
+            ),
+        )
+
+
+async def storage_path(conn: psycopg.AsyncConnection) -> StoragePath:
+    cur = await conn.execute("SELECT value FROM storage_settings WHERE key = 'storage_path'")
+    row = await cur.fetchone()
+    if row is None or row[0] not in ("tsl", "apache"):
+        raise MigrationError("the database schema is not migrated; run lykta db migrate")
+    return "tsl" if row[0] == "tsl" else "apache"
