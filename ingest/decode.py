@@ -432,7 +432,10 @@ def _decode(topic: str, payload: bytes, received_at: float, catalogue: dict[str,
             except UnicodeDecodeError as bad:
                 out.rejections.append(Rejection("bad_encoding", f"byte {bad.start} is not UTF-8"))
                 return out
-            out.rejections.append(Rejection("malformed_json", str(exc)[:200]))
+            if parsed.channel == "status":
+                out.rejections.append(Rejection("bad_status", "status must be 'online', 'offline' or a JSON object"))
+            else:
+                out.rejections.append(Rejection("malformed_json", str(exc)[:200]))
             return out
     try:
         if parsed.channel == "telemetry":

@@ -398,6 +398,7 @@ class Ingest:
         finally:
             if server is not None:
                 server.shutdown()
+                server.server_close()
             await self._drop_db()
         log.info("ingest %s stopped", self.client_id)
 

@@ -172,3 +172,29 @@ def tsl_server() -> Iterator[str]:
         if proc.stdout is not None:
             proc.stdout.close()
         log.close()
+
+
+@pytest.fixture
+def broker() -> Iterator[str]:
+    """A private Mosquitto with lykta's configuration for one test; yields its mqtt:// URL."""
+    from lykta import mosquitto
+
+    path = make_state_dir("lykta-broker-")
+    info = mosquitto.start(path, None)
+    try:
+        yield info.url
+    finally:
+        mosquitto.stop(info)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def town_url(db_url: str) -> str:
+    """A migrated database with the tenant solvik and the sample inventory imported."""
+    from storage import assets, inventory, tenants
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        tenants.upsert(conn, "solvik", "Solvik kommun", "sv", "Europe/Stockholm")
+        records = inventory.parse_file(Path(__file__).resolve().parent.parent / "examples" / "solvik.csv")
+        assets.import_records(conn, "solvik", records, "solvik.csv")
+    return db_url

@@ -47,7 +47,7 @@ def test_db_info_reports_versions_edition_and_path(db_url: str) -> None:
 
 @pytest.mark.tsl
 def test_tsl_path_uses_compression_continuous_aggregates_and_policies(tsl_server: str) -> None:
-    with psycopg.connect(tsl_server, autocommit=True) as conn:
+    with psycopg.connect(tsl_server, autocommit=True, prepare_threshold=None) as conn:
         report = migrations.migrate(conn)
         assert report.path == "tsl"
         edition = detect(conn)

@@ -13,6 +13,7 @@ from storage import catalog, migrations
 from storage.errors import MigrationError, SchemaTooNew
 
 MIGRATIONS = Path(migrations.__file__).resolve().parent / "migrations"
+NEXT = len(migrations.discover()) + 1
 
 
 def _diff(actual: str, expected: str) -> str:
@@ -23,7 +24,7 @@ def test_migrations_from_empty_match_the_declared_schema(empty_db_url: str) -> N
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         report = migrations.migrate(conn)
         assert report.path == "apache"
-        assert report.applied_now == ["0001_core.sql", "0002_rollups.apache.sql"]
+        assert report.applied_now == ["0001_core.sql", "0002_rollups.apache.sql", "0003_ingest.sql"]
         actual = catalog.describe(conn)
     expected = catalog.declared("apache")
     assert actual == expected, "schema differs from storage/schema/apache.txt:\n" + _diff(actual, expected)
@@ -38,7 +39,7 @@ def test_migrating_twice_changes_nothing(empty_db_url: str) -> None:
         assert again.already == len(migrations.discover())
         assert catalog.describe(conn) == first
         rows = conn.execute("SELECT version, variant FROM lykta_migrations ORDER BY version").fetchall()
-    assert rows == [(1, None), (2, "apache")]
+    assert rows == [(1, None), (2, "apache"), (3, None)]
 
 
 def test_refuses_a_schema_newer_than_the_code(db_url: str) -> None:
@@ -63,24 +64,24 @@ def test_refuses_an_applied_migration_that_changed(db_url: str, tmp_path: Path) 
 def test_a_failing_migration_leaves_nothing_behind(db_url: str, tmp_path: Path) -> None:
     copy = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS, copy)
-    (copy / "0003_broken.sql").write_text(
+    (copy / f"{NEXT:04d}_broken.sql").write_text(
         "CREATE TABLE half_done (x int);\nINSERT INTO half_done VALUES (1);\nSELECT no_such_function();\n"
     )
     with psycopg.connect(db_url, autocommit=True) as conn:
-        with pytest.raises(MigrationError, match=r"0003_broken\.sql failed"):
+        with pytest.raises(MigrationError, match=rf"{NEXT:04d}_broken\.sql failed"):
             migrations.migrate(conn, migrations.discover(copy))
         assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
-        assert conn.execute("SELECT max(version) FROM lykta_migrations").fetchone() == (2,)
+        assert conn.execute("SELECT max(version) FROM lykta_migrations").fetchone() == (NEXT - 1,)
 
 
 def test_a_new_migration_applies_once_in_order(db_url: str, tmp_path: Path) -> None:
     copy = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS, copy)
-    (copy / "0003_notes.sql").write_text("CREATE TABLE notes (id int PRIMARY KEY);")
+    (copy / f"{NEXT:04d}_notes.sql").write_text("CREATE TABLE notes (id int PRIMARY KEY);")
     with psycopg.connect(db_url, autocommit=True) as conn:
         report = migrations.migrate(conn, migrations.discover(copy))
-        assert report.applied_now == ["0003_notes.sql"]
-        assert report.schema_version == 3
+        assert report.applied_now == [f"{NEXT:04d}_notes.sql"]
+        assert report.schema_version == NEXT
         assert migrations.migrate(conn, migrations.discover(copy)).applied_now == []
         # The released code, which knows only two migrations, now refuses this database.
         with pytest.raises(SchemaTooNew):
