@@ -36,6 +36,16 @@ from storage.ingest import DeadLetter, IngestBatch
 log = logging.getLogger("lykta.ingest")
 
 TOPIC_FILTER = "lykta/+/+/+/+"
+STOP_GRACE_S = 10.0
+"""After SIGTERM, how long ingest keeps trying to commit while the database is away before it exits."""
+
+
+class Unflushed(Exception):
+    """Stopping while the database is away: these messages stay unacknowledged for the broker to redeliver."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} messages")
+        self.count = count
 RETRYABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
@@ -80,6 +90,7 @@ class Ingest:
         self._wake = asyncio.Event()
         self._conn: psycopg.AsyncConnection | None = None
         self._path: StoragePath = "apache"
+        self._stop_requested = 0.0
         self.link: MqttLink | None = None
 
     # -- database -----------------------------------------------------------------------------------
@@ -184,9 +195,12 @@ class Ingest:
                         redact(str(exc).strip().splitlines()[0]),
                     )
                 attempt += 1
-                if self.stopping.is_set() and attempt > 20:
-                    raise
-                await asyncio.sleep(delay)
+                if self.stopping.is_set() and time.monotonic() - self._stop_requested > STOP_GRACE_S:
+                    raise Unflushed(len(batch) + len(self.buffer)) from exc
+                if self.stopping.is_set():
+                    await asyncio.sleep(min(delay, 1.0))
+                else:
+                    await self._sleep_unless_stopping(delay)
                 continue
             except psycopg.Error as exc:
                 if len(batch) == 1:
@@ -253,6 +267,7 @@ class Ingest:
         if self.link is not None:
             for r in batch:
                 self.link.ack(r.generation, r.mid)
+            self.link.flush_acks()
             if self.buffered_bytes < self.settings.ingest_max_buffer_bytes // 2:
                 self.link.resume()
         self.stats.on_batch(
@@ -288,7 +303,12 @@ class Ingest:
                 except TimeoutError:
                     pass
                 continue
-            await self.flush_once()
+            try:
+                await self.flush_once()
+            except Unflushed as exc:
+                log.warning("stopping with the database away: %d messages were not committed and stay "
+                            "unacknowledged; the broker delivers them again", exc.count)
+                return
 
     # -- background ---------------------------------------------------------------------------------
 
@@ -392,6 +412,7 @@ class Ingest:
                 tasks.create_task(self._ticker(), name="keepalive")
                 tasks.create_task(self._stats_writer(), name="stats")
                 await self.stopping.wait()
+                self._stop_requested = time.monotonic()
                 self.link.pause()
                 await flusher
                 await self.link.disconnect()

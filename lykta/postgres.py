@@ -73,7 +73,7 @@ def _run(argv: list[str], account: Account | None, what: str) -> None:
         raise ServiceError(f"{what} failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()}")
 
 
-def _config(port: int, ephemeral: bool) -> str:
+def _config(port: int, ephemeral: bool, extra: dict[str, str] | None = None) -> str:
     lines = [
         "# written by lykta services up; changes are overwritten",
         "listen_addresses = '127.0.0.1'",
@@ -92,10 +92,12 @@ def _config(port: int, ephemeral: bool) -> str:
     ]
     if ephemeral:
         lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+    lines += [f"{key} = {value}" for key, value in (extra or {}).items()]
     return "\n".join(lines) + "\n"
 
 
-def start(state_dir: Path, previous: PostgresInfo | None, *, ephemeral: bool = False) -> PostgresInfo:
+def start(state_dir: Path, previous: PostgresInfo | None, *, ephemeral: bool = False,
+          extra: dict[str, str] | None = None) -> PostgresInfo:
     """Initialise (first time) and start the cluster; return where it runs."""
     bindir = find_bindir()
     root = state_dir / "postgres"
@@ -139,7 +141,7 @@ def start(state_dir: Path, previous: PostgresInfo | None, *, ephemeral: bool = F
         with (data / "postgresql.conf").open("a") as fh:
             fh.write("\ninclude_if_exists = 'lykta.conf'\n")
     port = free_port(previous.port if previous else None)
-    (data / "lykta.conf").write_text(_config(port, ephemeral))
+    (data / "lykta.conf").write_text(_config(port, ephemeral, extra))
     if account:
         account.own(root)
     _run(

@@ -86,14 +86,14 @@ def place_data(state_dir: Path) -> list[str]:
     return said
 
 
-def up(state_dir: Path, *, ephemeral: bool = False) -> ServiceState:
+def up(state_dir: Path, *, ephemeral: bool = False, postgres_settings: dict[str, str] | None = None) -> ServiceState:
     """Start both services (those already running are kept) and record where they run."""
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o755)
     for line in place_data(state_dir):
         log.info(line)
     previous = ServiceState.load(state_dir)
-    pg = postgres.start(state_dir.resolve(), previous.postgres, ephemeral=ephemeral)
+    pg = postgres.start(state_dir.resolve(), previous.postgres, ephemeral=ephemeral, extra=postgres_settings)
     ServiceState(postgres=pg, mqtt=previous.mqtt).save(state_dir)
     mq = mosquitto.start(state_dir.resolve(), previous.mqtt)
     state = ServiceState(postgres=pg, mqtt=mq)
