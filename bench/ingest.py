@@ -53,8 +53,9 @@ def _publisher(port: int, plan: LoadPlan, out: object) -> None:
     out.put(sent)  # type: ignore[attr-defined]
 
 
-def publish(port: int, start: int, stop: int, base: float, processes: int, *, rate: float = 0.0,
-            wall_ts: bool = False) -> tuple[float, float]:
+def publish(
+    port: int, start: int, stop: int, base: float, processes: int, *, rate: float = 0.0, wall_ts: bool = False
+) -> tuple[float, float]:
     """Publish with the simulator's load mode in several processes; (first publish, last acknowledged) times."""
     ctx = mp.get_context("fork")
     out = ctx.Queue()
@@ -63,8 +64,9 @@ def publish(port: int, start: int, stop: int, base: float, processes: int, *, ra
     for p in range(processes):
         lo = start + p * share
         hi = stop if p == processes - 1 else lo + share
-        plan = LoadPlan(tenant="solvik", devices=DEVICES, start=lo, stop=hi, base=base, wall_clock=wall_ts,
-                        rate=rate / processes)
+        plan = LoadPlan(
+            tenant="solvik", devices=DEVICES, start=lo, stop=hi, base=base, wall_clock=wall_ts, rate=rate / processes
+        )
         procs.append(ctx.Process(target=_publisher, args=(port, plan, out)))
     first = time.time()
     for proc in procs:
@@ -91,7 +93,8 @@ def naive_subscriber(mqtt_port: int, url: str, keys: dict[str, int], expected: i
             "INSERT INTO telemetry (device_time, device_key, metric_id, value, received_at) "
             "SELECT to_timestamp(t), k, m, v, now() FROM unnest(%s::float8[], %s::int8[], %s::int2[], %s::float8[])"
             " AS r(t, k, m, v)",
-            ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows]))
+            ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows]),
+        )
         received += 1
         if received >= expected:
             done.set()  # type: ignore[attr-defined]
@@ -110,7 +113,9 @@ def last_commit(url: str, since: float) -> tuple[int, float]:
     with psycopg.connect(url) as conn:
         row = conn.execute(
             "SELECT count(*), extract(epoch FROM max(pg_xact_commit_timestamp(xmin))) FROM telemetry "
-            "WHERE received_at >= to_timestamp(%s)", (since - 1,)).fetchone()
+            "WHERE received_at >= to_timestamp(%s)",
+            (since - 1,),
+        ).fetchone()
     assert row is not None
     return int(row[0]), float(row[1] or 0)
 
@@ -171,8 +176,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="lykta-bench-"))
     tmp.chmod(0o755)
     state_dir = tmp / "state"
-    pg_settings = {"track_commit_timestamp": "on", "shared_buffers": "'2GB'", "max_wal_size": "'8GB'",
-                   "checkpoint_timeout": "'15min'"}
+    pg_settings = {
+        "track_commit_timestamp": "on",
+        "shared_buffers": "'2GB'",
+        "max_wal_size": "'8GB'",
+        "checkpoint_timeout": "'15min'",
+    }
     state = services.up(state_dir, postgres_settings=pg_settings)
     if state.postgres is None or state.mqtt is None:
         raise SystemExit("the local services did not start")
@@ -201,11 +210,18 @@ def main() -> None:
             conn.execute("TRUNCATE telemetry, telemetry_latest")
 
         # -- throughput ----------------------------------------------------------------------------
-        env = {**os.environ, "LYKTA_DATABASE_URL": url, "LYKTA_MQTT_URL": state.mqtt.url,
-               "LYKTA_INGEST_CLIENT_ID": "bench-ingest", "LYKTA_INGEST_METRICS_PORT": "0",
-               "LYKTA_INGEST_BATCH_MESSAGES": str(args.batch_messages), "LYKTA_LOG_LEVEL": "WARNING"}
-        ingest = subprocess.Popen([sys.executable, "-m", "lykta.cli", "ingest", "--workers", str(args.workers)],
-                                  env=env)
+        env = {
+            **os.environ,
+            "LYKTA_DATABASE_URL": url,
+            "LYKTA_MQTT_URL": state.mqtt.url,
+            "LYKTA_INGEST_CLIENT_ID": "bench-ingest",
+            "LYKTA_INGEST_METRICS_PORT": "0",
+            "LYKTA_INGEST_BATCH_MESSAGES": str(args.batch_messages),
+            "LYKTA_LOG_LEVEL": "WARNING",
+        }
+        ingest = subprocess.Popen(
+            [sys.executable, "-m", "lykta.cli", "ingest", "--workers", str(args.workers)], env=env
+        )
         time.sleep(3.0)
         sampler = Sampler(worker_pids(ingest.pid))
         sampler.start()
@@ -214,8 +230,12 @@ def main() -> None:
         end = wait_rows(url, first, n * 6)
         sampler.running = False
         rate = n / (end - first)
-        results.append((f"lykta ingest --workers {args.workers}: first publish to last commit",
-                        f"{rate:,.0f} msg/s = {rate * 6:,.0f} readings/s ({n:,} msgs, {end - first:.1f} s)"))
+        results.append(
+            (
+                f"lykta ingest --workers {args.workers}: first publish to last commit",
+                f"{rate:,.0f} msg/s = {rate * 6:,.0f} readings/s ({n:,} msgs, {end - first:.1f} s)",
+            )
+        )
         results.append(("publishers alone (same run)", f"{n / (published - first):,.0f} msg/s"))
         results.append(("ratio to baseline", f"{rate / baseline:.1f}x"))
         results.append(("peak RSS of one ingest process at full load", f"{sampler.peak:.0f} MB"))
@@ -229,12 +249,17 @@ def main() -> None:
                 """SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY lat), max(lat), count(*)
                    FROM (SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - device_time) AS lat
                          FROM telemetry WHERE received_at >= to_timestamp(%s) AND metric_id = 1) s""",
-                (first - 1,)).fetchone()
+                (first - 1,),
+            ).fetchone()
         assert row is not None
         p50, p95, p99 = row[0]
-        results.append((f"publish-to-commit latency at {args.latency_rate:,.0f} msg/s for {args.latency_seconds:g} s",
-                        f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
-                        f"max {row[1] * 1000:.0f} ms ({row[2]:,} msgs)"))
+        results.append(
+            (
+                f"publish-to-commit latency at {args.latency_rate:,.0f} msg/s for {args.latency_seconds:g} s",
+                f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
+                f"max {row[1] * 1000:.0f} ms ({row[2]:,} msgs)",
+            )
+        )
 
         # -- outage --------------------------------------------------------------------------------
         if args.outage_seconds > 0:
@@ -249,9 +274,12 @@ def main() -> None:
             services.up(state_dir, postgres_settings=pg_settings)
             wait_rows(url, stopped, total * 6)
             sampler.running = False
-            results.append((f"database stopped {args.outage_seconds:g} s under {args.outage_rate:,.0f} msg/s",
-                            f"all {total:,} msgs stored after restart; peak RSS of one ingest process "
-                            f"{sampler.peak:.0f} MB"))
+            results.append(
+                (
+                    f"database stopped {args.outage_seconds:g} s under {args.outage_rate:,.0f} msg/s",
+                    f"all {total:,} msgs stored after restart; peak RSS of one ingest process {sampler.peak:.0f} MB",
+                )
+            )
     finally:
         if ingest is not None:
             ingest.send_signal(signal.SIGTERM)

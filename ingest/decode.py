@@ -284,8 +284,18 @@ def _entry(entry: Any, received_at: float, catalogue: dict[str, Metric], limits:
     except _Reject as exc:
         out.rejections.append(Rejection(exc.reason, exc.detail))
         return
+    append = out.readings.append
     for name, raw in metrics.items():
-        _reading(time, name, raw, catalogue, out)
+        metric = catalogue.get(name)
+        # Fast path: a known metric with a plain in-range number (bool is an int subclass: not here).
+        if (
+            metric is not None
+            and (type(raw) is float or type(raw) is int)
+            and metric.min_value <= raw <= metric.max_value
+        ):
+            append((time, metric.metric_id, float(raw)))
+        else:
+            _reading(time, name, raw, catalogue, out)
 
 
 def _senml(records: list[Any], received_at: float, catalogue: dict[str, Metric], limits: Limits, out: Decoded) -> None:

@@ -33,10 +33,19 @@ OnMessage = Callable[[int, int, str, bytes], None]
 _READ_CHUNK = 256 * 1024
 
 CONNACK_REASONS = {
-    0x80: "unspecified error", 0x81: "malformed packet", 0x82: "protocol error", 0x84: "unsupported protocol version",
-    0x85: "client identifier not valid", 0x86: "bad user name or password", 0x87: "not authorized",
-    0x88: "server unavailable", 0x89: "server busy", 0x8A: "banned", 0x95: "packet too large",
-    0x97: "quota exceeded", 0x9F: "connection rate exceeded",
+    0x80: "unspecified error",
+    0x81: "malformed packet",
+    0x82: "protocol error",
+    0x84: "unsupported protocol version",
+    0x85: "client identifier not valid",
+    0x86: "bad user name or password",
+    0x87: "not authorized",
+    0x88: "server unavailable",
+    0x89: "server busy",
+    0x8A: "banned",
+    0x95: "packet too large",
+    0x97: "quota exceeded",
+    0x9F: "connection rate exceeded",
 }
 
 
@@ -58,8 +67,15 @@ def _packet(first: int, body: bytes) -> bytes:
     return bytes([first]) + varint(len(body)) + body
 
 
-def connect_packet(client_id: str, *, keepalive: int, session_expiry_s: int, receive_maximum: int,
-                   username: str | None = None, password: str | None = None) -> bytes:
+def connect_packet(
+    client_id: str,
+    *,
+    keepalive: int,
+    session_expiry_s: int,
+    receive_maximum: int,
+    username: str | None = None,
+    password: str | None = None,
+) -> bytes:
     flags = 0  # clean start off: resume the session
     payload = _string(client_id)
     if username is not None:
@@ -97,10 +113,21 @@ def _read_varint(buf: bytes | bytearray, pos: int) -> tuple[int, int] | None:
 class MqttLink:
     """One MQTT v5 connection with a persistent session, manual QoS 1 acknowledgements and flow control."""
 
-    def __init__(self, host: str, port: int, client_id: str, subscriptions: list[str], on_message: OnMessage, *,
-                 receive_maximum: int, session_expiry_s: int, keepalive: int = 30,
-                 username: str | None = None, password: str | None = None,
-                 tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        client_id: str,
+        subscriptions: list[str],
+        on_message: OnMessage,
+        *,
+        receive_maximum: int,
+        session_expiry_s: int,
+        keepalive: int = 30,
+        username: str | None = None,
+        password: str | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.host, self.port, self.client_id = host, port, client_id
         self.subscriptions = subscriptions
         self.receive_maximum = min(receive_maximum, 65_535)
@@ -130,30 +157,40 @@ class MqttLink:
         self._acks.clear()
         try:
             async with asyncio.timeout(answer_within):
-                reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self.tls,
-                                                               limit=_READ_CHUNK * 4)
-                writer.write(connect_packet(self.client_id, keepalive=self.keepalive,
-                                            session_expiry_s=self.session_expiry_s,
-                                            receive_maximum=self.receive_maximum,
-                                            username=self.username, password=self.password))
+                reader, writer = await asyncio.open_connection(
+                    self.host, self.port, ssl=self.tls, limit=_READ_CHUNK * 4
+                )
+                writer.write(
+                    connect_packet(
+                        self.client_id,
+                        keepalive=self.keepalive,
+                        session_expiry_s=self.session_expiry_s,
+                        receive_maximum=self.receive_maximum,
+                        username=self.username,
+                        password=self.password,
+                    )
+                )
                 await writer.drain()
                 first = await reader.readexactly(2)
                 length = first[1]
                 if first[0] != 0x20 or length < 2 or length > 127:
                     writer.close()
-                    raise BrokerUnavailable(f"the broker at {self.host}:{self.port} did not answer CONNECT with "
-                                            "an MQTT v5 CONNACK")
+                    raise BrokerUnavailable(
+                        f"the broker at {self.host}:{self.port} did not answer CONNECT with an MQTT v5 CONNACK"
+                    )
                 body = await reader.readexactly(length)
         except TimeoutError:
-            raise BrokerUnavailable(f"the MQTT broker at {self.host}:{self.port} did not answer in "
-                                    f"{answer_within} s") from None
+            raise BrokerUnavailable(
+                f"the MQTT broker at {self.host}:{self.port} did not answer in {answer_within} s"
+            ) from None
         except (OSError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
             raise BrokerUnavailable(f"cannot reach the MQTT broker at {self.host}:{self.port}: {exc}") from exc
         session_present, reason = bool(body[0] & 1), body[1]
         if reason >= 0x80:
             writer.close()
-            raise BrokerUnavailable(f"the MQTT broker refused the connection: "
-                                    f"{CONNACK_REASONS.get(reason, hex(reason))}")
+            raise BrokerUnavailable(
+                f"the MQTT broker refused the connection: {CONNACK_REASONS.get(reason, hex(reason))}"
+            )
         self._reader, self._writer = reader, writer
         self.generation += 1
         self._last_heard = self._last_ping = time.monotonic()
@@ -244,9 +281,9 @@ class MqttLink:
                 topic_len = (buf[start] << 8) | buf[start + 1]
                 p = start + 2 + topic_len
                 try:
-                    topic = buf[start + 2:p].decode()
+                    topic = buf[start + 2 : p].decode()
                 except UnicodeDecodeError:
-                    topic = buf[start + 2:p].decode(errors="replace")
+                    topic = buf[start + 2 : p].decode(errors="replace")
                 mid = 0
                 if qos:
                     mid = (buf[p] << 8) | buf[p + 1]
@@ -261,15 +298,16 @@ class MqttLink:
                 self.received += 1
                 on_message(generation, mid, topic, bytes(buf[p:stop]))
             elif kind == 9:  # SUBACK
-                codes = bytes(buf[start + 2:stop])
+                codes = bytes(buf[start + 2 : stop])
                 props_len = codes[0] if codes else 0
-                granted = codes[1 + props_len:]
+                granted = codes[1 + props_len :]
                 future = self._subscribed
                 if future is not None and not future.done():
                     bad = [c for c in granted if c >= 0x80]
                     if bad:
-                        future.set_exception(BrokerUnavailable(
-                            f"the MQTT broker refused the subscription (reason 0x{bad[0]:02x})"))
+                        future.set_exception(
+                            BrokerUnavailable(f"the MQTT broker refused the subscription (reason 0x{bad[0]:02x})")
+                        )
                     else:
                         future.set_result(None)
             elif kind == 14:  # DISCONNECT from the broker

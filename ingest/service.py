@@ -46,6 +46,8 @@ class Unflushed(Exception):
     def __init__(self, count: int) -> None:
         super().__init__(f"{count} messages")
         self.count = count
+
+
 RETRYABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
@@ -128,7 +130,11 @@ class Ingest:
         )
         self.buffered_bytes += len(payload) + len(topic)
         self.stats.on_received()
-        if self.link is not None and self.buffered_bytes > self.settings.ingest_max_buffer_bytes:
+        if self.link is not None and (
+            len(self.buffer) >= self.settings.ingest_receive_maximum
+            or self.buffered_bytes > self.settings.ingest_max_buffer_bytes
+        ):
+            # Brokers need not honour Receive Maximum for queued messages (Mosquitto 2.0 does not): stop reading.
             self.link.pause()
         if len(self.buffer) >= self.settings.ingest_batch_messages:
             self._wake.set()
@@ -154,7 +160,8 @@ class Ingest:
                     rejection = ref
                 else:
                     key = ref.device_key
-                    out.readings.extend((when, key, metric, value, r.received_at) for when, metric, value in d.readings)
+                    if d.readings:
+                        out.readings.add_message(key, r.received_at, d.readings)
                     if d.status is not None:
                         out.statuses.append((key, d.status.time, d.status.online, d.status.reason, r.received_at))
                     if d.event is not None:
@@ -268,7 +275,10 @@ class Ingest:
             for r in batch:
                 self.link.ack(r.generation, r.mid)
             self.link.flush_acks()
-            if self.buffered_bytes < self.settings.ingest_max_buffer_bytes // 2:
+            if (
+                len(self.buffer) < self.settings.ingest_receive_maximum // 2
+                and self.buffered_bytes < self.settings.ingest_max_buffer_bytes // 2
+            ):
                 self.link.resume()
         self.stats.on_batch(
             len(batch),
@@ -306,8 +316,11 @@ class Ingest:
             try:
                 await self.flush_once()
             except Unflushed as exc:
-                log.warning("stopping with the database away: %d messages were not committed and stay "
-                            "unacknowledged; the broker delivers them again", exc.count)
+                log.warning(
+                    "stopping with the database away: %d messages were not committed and stay "
+                    "unacknowledged; the broker delivers them again",
+                    exc.count,
+                )
                 return
 
     # -- background ---------------------------------------------------------------------------------

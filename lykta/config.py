@@ -47,10 +47,10 @@ class Settings:
     """MQTT client id; stable per process so a restart resumes its session (default: lykta-ingest-<host>)."""
     ingest_batch_messages: int = 2000
     """Flush a batch at this many messages or..."""
-    ingest_batch_age_ms: int = 200
+    ingest_batch_age_ms: int = 50
     """...when its oldest message is this many milliseconds old."""
     ingest_receive_maximum: int = 10000
-    """Unacknowledged messages the broker may have in flight to one ingest process (MQTT v5 Receive Maximum)."""
+    """Unacknowledged messages one ingest process holds: its MQTT v5 Receive Maximum, enforced by pausing reads."""
     ingest_max_buffer_bytes: int = 64 * 1024 * 1024
     """Payload bytes held unacknowledged before ingest stops reading from the broker."""
     ingest_session_expiry_s: int = 7 * 86400

@@ -96,8 +96,9 @@ def _config(port: int, ephemeral: bool, extra: dict[str, str] | None = None) -> 
     return "\n".join(lines) + "\n"
 
 
-def start(state_dir: Path, previous: PostgresInfo | None, *, ephemeral: bool = False,
-          extra: dict[str, str] | None = None) -> PostgresInfo:
+def start(
+    state_dir: Path, previous: PostgresInfo | None, *, ephemeral: bool = False, extra: dict[str, str] | None = None
+) -> PostgresInfo:
     """Initialise (first time) and start the cluster; return where it runs."""
     bindir = find_bindir()
     root = state_dir / "postgres"

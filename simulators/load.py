@@ -35,9 +35,20 @@ class LoadPlan:
 
 def streetlight_payload(i: int, ts: float) -> bytes:
     """Six metrics, as a streetlight controller reports them."""
-    return orjson.dumps({"ts": ts, "seq": i, "metrics": {
-        "power_w": 35.0 + i % 13, "voltage_v": 229.0 + i % 3, "current_a": 0.17, "power_factor": 0.95,
-        "dim_level_pct": 100 if i % 2 else 50, "lamp_on": 1}})
+    return orjson.dumps(
+        {
+            "ts": ts,
+            "seq": i,
+            "metrics": {
+                "power_w": 35.0 + i % 13,
+                "voltage_v": 229.0 + i % 3,
+                "current_a": 0.17,
+                "power_factor": 0.95,
+                "dim_level_pct": 100 if i % 2 else 50,
+                "lamp_on": 1,
+            },
+        }
+    )
 
 
 async def _one(host: str, port: int, plan: LoadPlan, index: int, began: float) -> int:

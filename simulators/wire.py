@@ -152,8 +152,9 @@ class Publisher:
 
 
 @asynccontextmanager
-async def connection(host: str, port: int, client_id: str, window: int = 20_000,
-                     will: tuple[str, bytes, int, bool] | None = None) -> AsyncIterator[Publisher]:
+async def connection(
+    host: str, port: int, client_id: str, window: int = 20_000, will: tuple[str, bytes, int, bool] | None = None
+) -> AsyncIterator[Publisher]:
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(connect_packet(client_id, will=will))
     await writer.drain()
@@ -168,8 +169,9 @@ async def connection(host: str, port: int, client_id: str, window: int = 20_000,
         await publisher.close()
 
 
-async def publish_all(host: str, port: int, client_id: str, messages: Iterable[tuple[str, bytes]], *,
-                      qos: int = 1, window: int = 20_000) -> int:
+async def publish_all(
+    host: str, port: int, client_id: str, messages: Iterable[tuple[str, bytes]], *, qos: int = 1, window: int = 20_000
+) -> int:
     count = 0
     async with connection(host, port, client_id, window) as pub:
         for topic, payload in messages:

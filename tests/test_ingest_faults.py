@@ -214,3 +214,28 @@ def test_database_outage_holds_messages_with_bounded_memory(private_services: Se
         assert peak < 300, f"ingest used {peak:.0f} MB during the outage"
     finally:
         ingest.close()
+
+
+def test_sigterm_while_the_database_is_away_leaves_messages_to_the_broker(
+    private_services: ServiceState, state_dir: Path
+) -> None:
+    pg, mq = private_services.postgres, private_services.mqtt
+    assert pg is not None and mq is not None
+    url = pg.url()
+    base = time.time() - 86400
+    ingest = IngestProcess(url, mq.url, "term-in-outage")
+    try:
+        ingest.start()
+        _stream(mq.port, 0, 500, base, rate=2000).join(60)
+        wait_for(lambda: _count(url) == 500 * 6, what="readings before the outage")
+        postgres.stop(pg)
+        _stream(mq.port, 500, 1500, base, rate=2000).join(60)
+        wait_for(lambda: "database unavailable" in ingest.text(), what="ingest to notice the outage")
+        assert ingest.stop() == 0
+        assert "were not committed and stay unacknowledged" in ingest.text()
+        services.up(state_dir, ephemeral=True)
+        ingest.start()
+        wait_for(lambda: _count(url) == 1500 * 6, timeout=60, what="the held messages, redelivered")
+        assert "Traceback" not in ingest.text()
+    finally:
+        ingest.close()

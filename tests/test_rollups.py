@@ -2,15 +2,46 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import psycopg
 import pytest
 
 from storage import assets, inventory, maintenance, tenants
-from storage.telemetry import Reading, write_readings
+from storage.editions import StoragePath
+from storage.ingest import BatchResult, IngestBatch, write_batch
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+
+
+class Reading(NamedTuple):
+    device_key: int
+    metric_id: int
+    device_time: datetime
+    value: float
+
+
+def write_readings(
+    conn: psycopg.Connection, readings: list[Reading], received_at: datetime, path: StoragePath
+) -> BatchResult:
+    """Store readings through ingest's write path, one message per reading."""
+    batch = IngestBatch()
+    for r in readings:
+        batch.readings.add_message(
+            r.device_key, received_at.timestamp(), [(r.device_time.timestamp(), r.metric_id, r.value)]
+        )
+
+    async def write() -> BatchResult:
+        async with await psycopg.AsyncConnection.connect(
+            conn.info.dsn + f" password={conn.info.password}", autocommit=True
+        ) as aconn:
+            return await write_batch(aconn, batch, path)
+
+    return asyncio.run(write())
+
+
 POWER, VOLTAGE = 1, 2
 
 

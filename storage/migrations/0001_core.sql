@@ -121,9 +121,13 @@ CREATE TABLE telemetry (
     value       double precision NOT NULL,
     received_at timestamptz      NOT NULL
 );
-SELECT create_hypertable('telemetry', 'device_time', chunk_time_interval => INTERVAL '1 day');
+-- No default B-tree on device_time: it would cost a quarter of the insert time. Time ranges over all devices
+-- use chunk exclusion and the BRIN index; per-device history uses the identity index.
+SELECT create_hypertable('telemetry', 'device_time', chunk_time_interval => INTERVAL '1 day',
+                         create_default_indexes => false);
 -- Identical readings (same device, metric and device time) are stored once.
 CREATE UNIQUE INDEX telemetry_identity ON telemetry (device_key, metric_id, device_time DESC);
+CREATE INDEX telemetry_time ON telemetry USING brin (device_time);
 
 CREATE TABLE telemetry_latest (
     device_key  bigint           NOT NULL,
