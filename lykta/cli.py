@@ -81,6 +81,65 @@ def _ingest(settings: config.Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(settings: config.Settings, args: argparse.Namespace) -> int:
+    import asyncio
+    import time
+    from datetime import datetime
+
+    from lykta import services
+    from simulators import run
+    from simulators.scenario import ScenarioError, parse_span
+
+    mqtt_url = services.mqtt_url(settings.mqtt_url, settings.state_dir)
+    if args.load:
+        from simulators.fleet import from_file
+
+        devices = (
+            [
+                d.device_id
+                for d in from_file(Path(args.fleet), args.tenant, 1).devices
+                if d.kind == "streetlight_controller"
+            ]
+            if args.fleet
+            else [f"SLC-{n:04d}" for n in range(1, 245)]
+        )
+        sent, seconds = asyncio.run(
+            run.run_load_mode(mqtt_url, args.tenant, devices, args.messages, args.connections, args.rate)
+        )
+        print(f"load: {sent:,} messages acknowledged by the broker in {seconds:.1f} s ({sent / seconds:,.0f}/s)")
+        return 0
+    try:
+        duration = parse_span(args.duration, "--duration") if args.duration else None
+    except ScenarioError as exc:
+        raise LyktaError(str(exc)) from None
+    start = None
+    if args.start == "now":
+        start = time.time() - (duration or 0)
+    elif args.start:
+        try:
+            start = datetime.fromisoformat(args.start).timestamp()
+        except ValueError:
+            raise LyktaError(f"--start {args.start!r} is not an ISO time or 'now'") from None
+    request = run.SimulationRequest(
+        mqtt_url=mqtt_url,
+        tenant=args.tenant,
+        fleet_file=Path(args.fleet) if args.fleet else None,
+        generate=args.generate,
+        scenario_file=Path(args.scenario) if args.scenario else None,
+        speed=None if args.asap else args.speed,
+        duration=duration,
+        start=start,
+        seed=args.seed,
+        ground_truth_file=Path(args.ground_truth) if args.ground_truth else None,
+    )
+    report, faults = asyncio.run(run.run_simulation(request))
+    print(
+        f"published {report.publications:,} messages in {report.seconds:.1f} s; {faults} injected fault(s)"
+        + (f", ground truth in {args.ground_truth}" if args.ground_truth else "")
+    )
+    return 0
+
+
 def _demo(settings: config.Settings, args: argparse.Namespace) -> int:
     from lykta import demo
 
@@ -140,6 +199,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes sharing the subscription (default 1); each gets client id <id>-<n> and metrics port <port>+<n>",
     )
     p.set_defaults(func=_ingest)
+
+    p = sub.add_parser("simulate", help="publish a simulated city (or a fixed load) to the broker")
+    p.add_argument("--fleet", help="inventory file (GeoJSON or CSV) whose devices to simulate")
+    p.add_argument(
+        "--generate",
+        type=int,
+        default=2000,
+        help="without --fleet: generate a town with about this many streetlights (default 2000)",
+    )
+    p.add_argument("--tenant", default="solvik", help="tenant in the topics (default solvik)")
+    p.add_argument("--scenario", help="scenario file (YAML) with start, duration and faults")
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=60.0,
+        help="simulated seconds per second (default 60; a week in a minute is 10080)",
+    )
+    p.add_argument("--asap", action="store_true", help="as fast as possible, no pacing")
+    p.add_argument("--duration", help="override the scenario's duration, e.g. 7d, 12h")
+    p.add_argument("--start", help="override the scenario's start: an ISO time, or 'now' to end now")
+    p.add_argument("--seed", type=int, help="override the scenario's seed")
+    p.add_argument("--ground-truth", help="write the injected faults to this CSV file")
+    p.add_argument("--load", action="store_true", help="load mode: a fixed number of streetlight messages")
+    p.add_argument("--messages", type=int, default=100_000, help="load mode: messages (default 100000)")
+    p.add_argument("--connections", type=int, default=1, help="load mode: connections (default 1)")
+    p.add_argument("--rate", type=float, default=0.0, help="load mode: messages per second, 0 = maximum")
+    p.set_defaults(func=_simulate)
 
     p = sub.add_parser("demo", help="run the platform on local services with the sample city")
     p.add_argument("--inventory", help="inventory file (default: the sample in examples/)")

@@ -1,33 +1,119 @@
 """``lykta demo``: the platform on local services with the sample town of Solvik.
 
-Today: services up, schema migrated, the sample inventory imported, the state
-printed. Each part of the platform adds its step here as it lands.
+Services up, schema migrated, the sample inventory imported, then a simulated
+week of Solvik (every fault type of examples/scenario-week.yaml, ending now)
+published to the broker while ``lykta ingest`` stores it, with the ingest rate
+shown as it goes. Each part of the platform adds its step here as it lands.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
+
+import psycopg
 
 from lykta import admin, services
 from lykta.config import Settings
+from lykta.errors import LyktaError
+from simulators.run import SimulationRequest, run_simulation
 from storage import assets
 from storage.connection import connect
 
-SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "solvik.geojson"
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "examples" / "solvik.geojson"
+SCENARIO = ROOT / "examples" / "scenario-week.yaml"
 TENANT = ("solvik", "Solvik kommun", "sv", "Europe/Stockholm")
 
 
 def _say(title: str, lines: list[str]) -> None:
-    print(f"\n== {title}")
+    print(f"\n== {title}", flush=True)
     for line in lines:
-        print(f"   {line}")
+        print(f"   {line}", flush=True)
+
+
+def _ingest_totals(url: str) -> tuple[int, int, int]:
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(received), 0), coalesce(sum(stored), 0), coalesce(sum(rejected), 0) FROM ingest_stats"
+        ).fetchone()
+    return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
+
+
+async def _watch(url: str, stop: asyncio.Event) -> None:
+    last_time, last_received = time.monotonic(), (await asyncio.to_thread(_ingest_totals, url))[0]
+    while not stop.is_set():
+        try:
+            async with asyncio.timeout(2.0):
+                await stop.wait()
+        except TimeoutError:
+            pass
+        else:
+            return
+        received, stored, rejected = await asyncio.to_thread(_ingest_totals, url)
+        now = time.monotonic()
+        rate = (received - last_received) / (now - last_time)
+        last_time, last_received = now, received
+        print(
+            f"   ingest: {received:,} messages received, {stored:,} readings stored, {rejected:,} rejected, "
+            f"{rate:,.0f} messages/s",
+            flush=True,
+        )
+
+
+async def _simulate_week(url: str, mqtt_url: str) -> None:
+    """Publish the week while showing the ingest rate; return when ingest has received everything."""
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(_watch(url, stop))
+    truth = Path(tempfile.gettempdir()) / "lykta-demo-ground-truth.csv"
+    request = SimulationRequest(
+        mqtt_url=mqtt_url,
+        tenant=TENANT[0],
+        fleet_file=SAMPLE,
+        scenario_file=SCENARIO,
+        speed=None,
+        start=time.time() - 7 * 86400,
+        ground_truth_file=truth,
+        quiet=True,
+    )
+    before = (await asyncio.to_thread(_ingest_totals, url))[0]
+    began = time.monotonic()
+    try:
+        report, faults = await run_simulation(request)
+        print(
+            f"   simulator: published {report.publications:,} messages in {report.seconds:.1f} s, {faults} "
+            f"injected faults (ground truth: {truth})",
+            flush=True,
+        )
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            received = (await asyncio.to_thread(_ingest_totals, url))[0] - before
+            if received >= report.publications:
+                break
+            await asyncio.sleep(0.5)
+        elapsed = time.monotonic() - began
+        print(
+            f"   ingest kept up: {received:,} messages in {elapsed:.1f} s from the first publish, "
+            f"{received / elapsed:,.0f} messages/s",
+            flush=True,
+        )
+    finally:
+        stop.set()
+        await watcher
 
 
 def run(settings: Settings, inventory: Path | None = None) -> int:
     inventory = inventory or SAMPLE
-    services.up(settings.state_dir)
+    state = services.up(settings.state_dir)
     _say("services", services.status(settings.state_dir))
     url = admin.database_url(settings)
+    mqtt_url = settings.mqtt_url or (state.mqtt.url if state.mqtt else "")
     _say("schema", admin.migrate(url, settings.retention_days))
     _say("database", admin.info(url))
     tenant_id, name, language, timezone = TENANT
@@ -35,9 +121,43 @@ def run(settings: Settings, inventory: Path | None = None) -> int:
     _say("inventory", [admin.import_assets(url, tenant_id, inventory)])
     with connect(url) as conn:
         summary = assets.summary(conn, tenant_id)
-    _say(
-        "assets",
-        [f"{kind}: {n}" for kind, n in summary.assets_by_kind.items()] + [f"devices: {summary.devices}"],
-    )
+    _say("assets", [f"{kind}: {n}" for kind, n in summary.assets_by_kind.items()] + [f"devices: {summary.devices}"])
+
+    env = {
+        **os.environ,
+        "LYKTA_DATABASE_URL": url,
+        "LYKTA_MQTT_URL": mqtt_url,
+        "LYKTA_INGEST_METRICS_PORT": "0",
+        "LYKTA_INGEST_STATS_INTERVAL_S": "1",
+        "LYKTA_INGEST_CLIENT_ID": "lykta-demo-ingest",
+        "LYKTA_LOG_LEVEL": "WARNING",
+    }
+    _say("ingest", ["lykta ingest --workers 2 (one process per core on a shared subscription)"])
+    ingest = subprocess.Popen([sys.executable, "-m", "lykta.cli", "ingest", "--workers", "2"], env=env)
+    try:
+        time.sleep(2.0)
+        if ingest.poll() is not None:
+            raise LyktaError(f"lykta ingest exited with {ingest.returncode}")
+        _say("a simulated week of Solvik, ending now, published as fast as possible", [])
+        asyncio.run(_simulate_week(url, mqtt_url))
+        time.sleep(1.5)  # the last statistics interval
+    finally:
+        ingest.send_signal(signal.SIGTERM)
+        ingest.wait(60)
+    _say("stored", _stored(url))
     print(f"\nThe services keep running; stop them with: lykta --state-dir {settings.state_dir} services down")
     return 0
+
+
+def _stored(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        readings = conn.execute("SELECT count(*), count(DISTINCT device_key) FROM telemetry").fetchone()
+        offline = conn.execute("SELECT count(*) FROM device_status WHERE NOT online").fetchone()
+        events = conn.execute("SELECT event, count(*) FROM device_events GROUP BY 1 ORDER BY 1").fetchall()
+        dead = conn.execute("SELECT reason, count(*) FROM dead_letters GROUP BY 1 ORDER BY 1").fetchall()
+    return [
+        f"{readings[0]:,} readings from {readings[1]} devices" if readings else "no readings",
+        f"{offline[0] if offline else 0} offline announcements (Last Will)",
+        "events: " + (", ".join(f"{e} x{n}" for e, n in events) or "none"),
+        "dead letters: " + (", ".join(f"{r} x{n}" for r, n in dead) or "none"),
+    ]

@@ -15,8 +15,10 @@ import struct
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
 
+from lykta.errors import LyktaError
 
-class WireError(Exception):
+
+class WireError(LyktaError):
     """The broker refused the connection or broke the protocol."""
 
 
@@ -141,6 +143,11 @@ class Publisher:
             else:
                 await self._wait_for(self._room.wait())
 
+    def abort(self) -> None:
+        """Cut the connection without DISCONNECT, as a device losing its link does: the broker sends the Will."""
+        self._acks.cancel()
+        self._writer.transport.abort()
+
     async def close(self) -> None:
         await self.settle()
         self._writer.write(b"\xe0\x00")  # DISCONNECT
@@ -151,18 +158,27 @@ class Publisher:
             await self._writer.wait_closed()
 
 
+async def connect(
+    host: str, port: int, client_id: str, window: int = 20_000, will: tuple[str, bytes, int, bool] | None = None
+) -> Publisher:
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(connect_packet(client_id, will=will))
+        await writer.drain()
+        connack = await reader.readexactly(4)
+    except (OSError, asyncio.IncompleteReadError) as exc:
+        raise WireError(f"cannot publish to the MQTT broker at {host}:{port}: {exc}") from exc
+    if connack[0] != 0x20 or connack[3] != 0:
+        writer.close()
+        raise WireError(f"the broker refused {client_id!r}: CONNACK return code {connack[3]}")
+    return Publisher(reader, writer, window)
+
+
 @asynccontextmanager
 async def connection(
     host: str, port: int, client_id: str, window: int = 20_000, will: tuple[str, bytes, int, bool] | None = None
 ) -> AsyncIterator[Publisher]:
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(connect_packet(client_id, will=will))
-    await writer.drain()
-    connack = await reader.readexactly(4)
-    if connack[0] != 0x20 or connack[3] != 0:
-        writer.close()
-        raise WireError(f"the broker refused {client_id!r}: CONNACK return code {connack[3]}")
-    publisher = Publisher(reader, writer, window)
+    publisher = await connect(host, port, client_id, window, will)
     try:
         yield publisher
     finally:

@@ -186,3 +186,57 @@ def test_messages_published_while_ingest_is_down_arrive_after_restart(town_url: 
     with RunningIngest(ingest_settings(), town_url, broker):
         wait_for(lambda: _count(town_url, "SELECT count(*) FROM telemetry") == 6600, what="queued messages")
     pub.close()
+
+
+def test_a_burst_beyond_mosquittos_default_queue_is_not_lost(town_url: str, broker: str) -> None:
+    """Mosquitto's default max_queued_messages (1000) drops most of a burst to a slow subscriber; lykta's does not."""
+    import asyncio
+
+    from simulators.load import LoadPlan, run_load
+
+    with RunningIngest(ingest_settings(), town_url, broker):
+        pass  # creates the persistent session, then leaves: every message below is queued by the broker
+    devices = [f"SLC-{n:04d}" for n in range(1, 245)]
+    plan = LoadPlan(tenant="solvik", devices=devices, start=0, stop=50_000, base=time.time() - 86400)
+    sent, _ = asyncio.run(run_load("127.0.0.1", _port(broker), plan))
+    assert sent == 50_000
+    with RunningIngest(ingest_settings(ingest_batch_messages=5000), town_url, broker):
+        wait_for(
+            lambda: _count(town_url, "SELECT count(*) FROM telemetry") == 300_000, timeout=120, what="the whole burst"
+        )
+
+
+def test_ingest_reconnects_when_the_broker_restarts(town_url: str) -> None:
+    import shutil
+
+    from lykta import mosquitto
+    from tests.conftest import make_state_dir
+
+    path = make_state_dir("lykta-broker-restart-")
+    info = mosquitto.start(path, None)
+    base = time.time() - 3600
+    try:
+        with RunningIngest(ingest_settings(), town_url, info.url) as running:
+            pub = Publisher(info.port)
+            pub.publish([reading(i, base) for i in range(100)])
+            pub.close()
+            wait_for(lambda: _count(town_url, "SELECT count(*) FROM telemetry") == 600, what="before the restart")
+            mosquitto.stop(info)
+            wait_for(
+                lambda: running.service is not None and not running.service.connected.is_set(), what="ingest to notice"
+            )
+            again = mosquitto.start(path, info)
+            assert again.port == info.port
+            wait_for(
+                lambda: running.service is not None and running.service.connected.is_set(),
+                timeout=60,
+                what="ingest to reconnect",
+            )
+            pub = Publisher(info.port, client_id="after-restart")
+            pub.publish([reading(i, base) for i in range(100, 200)])
+            pub.close()
+            wait_for(lambda: _count(town_url, "SELECT count(*) FROM telemetry") == 1200, what="after the restart")
+            info = again
+    finally:
+        mosquitto.stop(info)
+        shutil.rmtree(path, ignore_errors=True)

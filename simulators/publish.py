@@ -1,0 +1,94 @@
+"""Publishing a simulation to the broker, paced by a simulated clock.
+
+Devices with a communication fault get their own MQTT connection with a Last
+Will (``offline``, retained) on their status topic; when their link drops the
+connection is cut without DISCONNECT, so the broker itself announces them
+offline, exactly as it would for a field device. Everything else shares one
+connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from simulators.clock import SimClock
+from simulators.engine import Publication
+from simulators.wire import Publisher, connect
+
+Progress = Callable[[float, int], None]
+
+
+@dataclass
+class PublishReport:
+    publications: int
+    """messages published (a dropped link publishes nothing itself: the broker sends its Will)"""
+    seconds: float
+    last_sim_time: float
+
+
+async def publish(
+    host: str,
+    port: int,
+    publications: Iterable[Publication],
+    clock: SimClock,
+    *,
+    own_links: set[str],
+    client_id: str = "lykta-simulator",
+    progress: Progress | None = None,
+    progress_every_s: float = 1.0,
+) -> PublishReport:
+    began = time.monotonic()
+    shared = await connect(host, port, client_id)
+    links: dict[str, Publisher] = {}
+    count = 0
+    last_t = clock.start
+    last_progress = began
+    clock.begin()
+    try:
+        for pub in publications:
+            wait = clock.delay(pub.t)
+            if wait > 0.005:
+                await shared.flush()
+                for link in links.values():
+                    await link.flush()
+                await asyncio.sleep(wait)
+            last_t = pub.t
+            target = shared
+            if pub.device_id in own_links:
+                if pub.action == "drop":
+                    dropped = links.pop(pub.device_id, None)
+                    if dropped is not None:
+                        await dropped.settle()
+                        dropped.abort()
+                    continue
+                existing = links.get(pub.device_id)
+                if existing is not None:
+                    link = existing
+                else:
+                    will = (pub.topic.rsplit("/", 1)[0] + "/status", b"offline", 1, True)
+                    link = links[pub.device_id] = await connect(
+                        host, port, f"{client_id}-{pub.device_id}", window=1000, will=will
+                    )
+                target = link
+            elif pub.action == "drop":
+                continue
+            await target.publish(pub.topic, pub.payload, 1, retain=pub.retain)
+            count += 1
+            now = time.monotonic()
+            if progress is not None and now - last_progress >= progress_every_s:
+                last_progress = now
+                progress(pub.t, count)
+        await shared.settle()
+        for link in links.values():
+            await link.settle()
+    finally:
+        for link in [*links.values(), shared]:
+            with contextlib.suppress(Exception):
+                await link.close()
+    if progress is not None:
+        progress(last_t, count)
+    return PublishReport(publications=count, seconds=time.monotonic() - began, last_sim_time=last_t)

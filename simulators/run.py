@@ -1,0 +1,111 @@
+"""``lykta simulate``: a simulated city, or load mode, published to the broker."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from simulators import fleet as fleets
+from simulators import scenario as scenarios
+from simulators.clock import SimClock
+from simulators.engine import ground_truth, simulate, write_ground_truth
+from simulators.load import LoadPlan, run_load
+from simulators.publish import PublishReport, publish
+
+
+@dataclass(frozen=True)
+class SimulationRequest:
+    mqtt_url: str
+    tenant: str
+    fleet_file: Path | None = None
+    generate: int = 0
+    scenario_file: Path | None = None
+    speed: float | None = None
+    duration: float | None = None
+    start: float | None = None
+    seed: int | None = None
+    ground_truth_file: Path | None = None
+    quiet: bool = False
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 1883
+
+
+class ProgressLine:
+    """One line on stderr: simulated time, share done, publications, rate."""
+
+    def __init__(self, start: float, end: float, quiet: bool) -> None:
+        self.start, self.end, self.quiet = start, end, quiet
+        self.began = time.monotonic()
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, sim_t: float, count: int) -> None:
+        if self.quiet:
+            return
+        done = 100 * (sim_t - self.start) / max(self.end - self.start, 1)
+        rate = count / max(time.monotonic() - self.began, 1e-6)
+        when = datetime.fromtimestamp(sim_t, UTC).strftime("%Y-%m-%d %H:%M")
+        line = f"simulated {when} UTC ({done:5.1f} %) | {count:,} publications | {rate:,.0f}/s"
+        sys.stderr.write(("\r" + line) if self.tty else line + "\n")
+        sys.stderr.flush()
+
+
+async def run_simulation(req: SimulationRequest) -> tuple[PublishReport, int]:
+    """Build the fleet and the scenario, write the ground truth, publish; returns (report, faults)."""
+    seed = req.seed if req.seed is not None else 1
+    if req.fleet_file is not None:
+        fleet = fleets.from_file(req.fleet_file, req.tenant, seed)
+    else:
+        fleet = fleets.generate(
+            req.tenant, seed, cabinets=max(1, req.generate // 200), lamps_per_circuit=50, circuits_per_cabinet=4
+        )
+    if req.scenario_file is not None:
+        scenario = scenarios.load(
+            req.scenario_file, fleet.assets, fleet.children, duration=req.duration, start=req.start
+        )
+    else:
+        scenario = scenarios.build(
+            {"seed": seed},
+            fleet.assets,
+            fleet.children,
+            duration=req.duration or 86400,
+            start=req.start if req.start is not None else time.time() - (req.duration or 0),
+        )
+    if req.seed is not None and scenario.seed != req.seed:
+        scenario = scenarios.Scenario(
+            seed=req.seed, start=scenario.start, end=scenario.end, faults=scenario.faults, source=scenario.source
+        )
+    truth = ground_truth(fleet, scenario)
+    if req.ground_truth_file is not None:
+        write_ground_truth(req.ground_truth_file, truth)
+    own = {t.device_id for t in truth if t.fault == "communicationFailure"}
+    host, port = _host_port(req.mqtt_url)
+    progress = ProgressLine(scenario.start, scenario.end, req.quiet)
+    report = await publish(
+        host, port, simulate(fleet, scenario), SimClock(scenario.start, req.speed), own_links=own, progress=progress
+    )
+    if not req.quiet and progress.tty:
+        sys.stderr.write("\n")
+    return report, len(truth)
+
+
+async def run_load_mode(  # noqa: PLR0917 - mirrors the command-line options
+    mqtt_url: str, tenant: str, devices: list[str], messages: int, connections: int, rate: float
+) -> tuple[int, float]:
+    host, port = _host_port(mqtt_url)
+    plan = LoadPlan(
+        tenant=tenant,
+        devices=devices,
+        start=0,
+        stop=messages,
+        base=time.time() - 86400 * 7,
+        rate=rate,
+        connections=connections,
+    )
+    return await run_load(host, port, plan)
