@@ -58,7 +58,7 @@ class ProgressLine:
 
 async def run_simulation(req: SimulationRequest) -> tuple[PublishReport, int]:
     """Build the fleet and the scenario, write the ground truth, publish; returns (report, faults)."""
-    seed = req.seed if req.seed is not None else 1
+    seed = req.seed if req.seed is not None else scenarios.seed_of(req.scenario_file)
     if req.fleet_file is not None:
         fleet = fleets.from_file(req.fleet_file, req.tenant, seed)
     else:

@@ -95,6 +95,18 @@ def _time(raw: Any, base: float, end: float, where: str) -> float:
     raise ScenarioError(f"{where}: expected +<duration> or an ISO time, got {raw!r}")
 
 
+def seed_of(path: Path | None) -> int:
+    """The seed a scenario file asks for (1 without a file), so the fleet can be built with it first."""
+    if path is None:
+        return 1
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return 1  # load() reports the problem with its file name
+    seed = doc.get("seed", 1) if isinstance(doc, dict) else 1
+    return seed if isinstance(seed, int) else 1
+
+
 def load(
     path: Path, assets: dict[str, Any], children: Any, *, duration: float | None = None, start: float | None = None
 ) -> Scenario:
