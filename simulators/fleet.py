@@ -76,31 +76,19 @@ def from_records(records: list[AssetRecord], tenant: str, seed: int, timezone: s
         lat, lon = _position(r, assets)
         interval = float(r.reporting_interval_s or DEFAULT_INTERVAL_S[kind])
         rng = device_rng(seed, r.device_id)
-        device: Device
-        if kind == "streetlight_controller":
-            device = Streetlight(
-                tenant=tenant,
-                device_id=r.device_id,
-                asset_id=r.asset_id,
-                kind=kind,
-                interval_s=interval,
-                lat=lat,
-                lon=lon,
-                rng=rng,
-                rated_power_w=r.rated_power_w or 50.0,
-                timezone=timezone,
-            )
-        else:
-            device = MODELS[kind](
-                tenant=tenant,
-                device_id=r.device_id,
-                asset_id=r.asset_id,
-                kind=kind,
-                interval_s=interval,
-                lat=lat,
-                lon=lon,
-                rng=rng,
-            )
+        device = MODELS[kind](
+            tenant=tenant,
+            device_id=r.device_id,
+            asset_id=r.asset_id,
+            kind=kind,
+            interval_s=interval,
+            lat=lat,
+            lon=lon,
+            rng=rng,
+        )
+        if isinstance(device, Streetlight):
+            device.rated_power_w = r.rated_power_w or 50.0
+            device.timezone = timezone
         devices.append(device)
     lamps_by_cabinet: dict[str, list[Streetlight]] = {}
     for each in devices:
