@@ -76,6 +76,15 @@ def ground_truth(fleet: Fleet, scenario: Scenario) -> list[Truth]:
     return out
 
 
+def observed_truth(fleet: Fleet) -> list[Truth]:
+    """Conditions the models produced on their own during :func:`simulate` (natural frost on roads)."""
+    return [
+        Truth(asset_id=d.asset_id, device_id=d.device_id, fault=code, category="condition", start=start, end=end)
+        for d in fleet.devices
+        for code, start, end in d.observed
+    ]
+
+
 def write_ground_truth(path: Path, truth: list[Truth]) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -110,6 +119,8 @@ def simulate(fleet: Fleet, scenario: Scenario) -> Iterator[Publication]:
         yield Publication(scenario.start, device.device_id, _topic(device, "status"), b"online", retain=True)
     buffered: dict[str, list[dict[str, Any]]] = {}
     held: dict[str, list[Publication]] = {}
+    for each in fleet.devices:
+        each.observed.clear()
     while queue:
         t, n, device = heapq.heappop(queue)
         if t >= scenario.end:
@@ -143,6 +154,8 @@ def simulate(fleet: Fleet, scenario: Scenario) -> Iterator[Publication]:
                         orjson.dumps({"batch": stored[i : i + REPLAY_CHUNK]}),
                     )
         yield from _deliver(t, device, faults, metrics, events, held)
+    for each in fleet.devices:
+        each.close_observations(scenario.end)
 
 
 def _topic(device: Device, channel: str) -> str:

@@ -98,8 +98,9 @@ def from_records(records: list[AssetRecord], tenant: str, seed: int, timezone: s
         if isinstance(each, CabinetMeter):
             each.lamps = lamps_by_cabinet.get(each.asset_id, [])
         elif isinstance(each, BinFillSensor):
-            each.per_day = each.rng.uniform(8.0, 22.0)
-            each.fill_pct = each.rng.uniform(5.0, 60.0)
+            # collected twice a week: normal use stays below 85 %, only the binFull fault fills a bin
+            each.per_day = each.rng.uniform(8.0, 18.0)
+            each.fill_pct = each.rng.uniform(5.0, 40.0)
     return Fleet(tenant=tenant, timezone=timezone, assets=assets, devices=devices)
 
 

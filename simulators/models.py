@@ -45,6 +45,21 @@ class Device:
     rng: random.Random
     faults: list[ActiveFault] = field(default_factory=list)
     last_t: float | None = None
+    observed: list[tuple[str, float, float]] = field(default_factory=list)
+    """natural conditions the model produced on its own (code, start, end), for the ground truth"""
+    _since: dict[str, float] = field(default_factory=dict)
+
+    def observe(self, code: str, t: float, holds: bool) -> None:
+        """Track a natural condition: a period opens when it starts holding and closes when it stops."""
+        if holds and code not in self._since:
+            self._since[code] = t
+        elif not holds and code in self._since:
+            self.observed.append((code, self._since.pop(code), t))
+
+    def close_observations(self, t: float) -> None:
+        for code, since in sorted(self._since.items()):
+            self.observed.append((code, since, t))
+        self._since.clear()
 
     def active(self, t: float) -> dict[str, ActiveFault]:
         return {f.code: f for f in self.faults if f.start <= t < f.end}
@@ -185,6 +200,8 @@ def dew_point(temp_c: float, humidity_pct: float) -> float:
 @dataclass
 class RoadWeatherStation(Device):
     weather: float = 0.0  # slow random walk of the weather, °C
+    moisture: float = 0.0  # slow random walk of the humidity, %
+    frozen: bool = False
 
     def metrics(self, t: float) -> dict[str, float]:
         day_of_year = datetime.fromtimestamp(t, UTC).timetuple().tm_yday
@@ -193,7 +210,8 @@ class RoadWeatherStation(Device):
         daily = 3.5 * math.cos(2 * math.pi * (hour - 14.5) / 24)
         self.weather = 0.995 * self.weather + self.noise(0.08)
         air = seasonal + daily + self.weather
-        humidity = min(99.0, max(40.0, 80.0 - 2.0 * daily + self.noise(2.0)))
+        self.moisture = 0.98 * self.moisture + self.noise(0.6)
+        humidity = min(99.0, max(40.0, 80.0 - 2.0 * daily + self.moisture))
         # Clear nights cool the road below the air.
         road = air - (2.0 if not 7 <= hour <= 17 else -1.5)
         faults = self.active(t)
@@ -202,8 +220,13 @@ class RoadWeatherStation(Device):
             humidity = 96.0
             road = min(road, float(faults["icyRoad"].params.get("road_c", -2.5)))
         dew = dew_point(air, humidity)
-        if "icyRoad" not in faults and road <= 0.5:
-            road = 0.6 + abs(self.noise(0.3))  # treated surface: the model keeps normal nights above freezing
+        # Winter nights freeze on their own; the ground truth records those periods as well as injected ones.
+        # Frost sets in at or below 0 °C and the dew point, and is gone above 0.5 °C or 0.5 K over the dew point.
+        if road <= 0.0 and road <= dew:
+            self.frozen = True
+        elif road > 0.5 or road > dew + 0.5:
+            self.frozen = False
+        self.observe("icyRoad", t, "icyRoad" not in faults and self.frozen)
         return {
             "air_temp_c": round(air, 2),
             "road_temp_c": round(road, 2),

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from simulators import fleet as fleets
 from simulators import scenario as scenarios
 from simulators.clock import SimClock
-from simulators.engine import ground_truth, simulate, write_ground_truth
+from simulators.engine import ground_truth, observed_truth, simulate, write_ground_truth
 from simulators.load import LoadPlan, run_load
 from simulators.publish import PublishReport, publish
 
@@ -83,7 +83,7 @@ async def run_simulation(req: SimulationRequest) -> tuple[PublishReport, int]:
         )
     truth = ground_truth(fleet, scenario)
     if req.ground_truth_file is not None:
-        write_ground_truth(req.ground_truth_file, truth)
+        write_ground_truth(req.ground_truth_file, truth)  # written now, completed with natural conditions below
     own = {t.device_id for t in truth if t.fault == "communicationFailure"}
     host, port = _host_port(req.mqtt_url)
     progress = ProgressLine(scenario.start, scenario.end, req.quiet)
@@ -92,6 +92,8 @@ async def run_simulation(req: SimulationRequest) -> tuple[PublishReport, int]:
     )
     if not req.quiet and progress.tty:
         sys.stderr.write("\n")
+    if req.ground_truth_file is not None:
+        write_ground_truth(req.ground_truth_file, truth + observed_truth(fleet))
     return report, len(truth)
 
 

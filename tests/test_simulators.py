@@ -16,7 +16,7 @@ from ingest.decode import Limits, Metric, decode
 from simulators import fleet as fleets
 from simulators import scenario as scenarios
 from simulators.clock import SimClock
-from simulators.engine import Publication, ground_truth, simulate, write_ground_truth
+from simulators.engine import Publication, ground_truth, observed_truth, simulate, write_ground_truth
 from storage.inventory import AssetRecord
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -267,12 +267,18 @@ def test_bad_data_faults_as_published(week: tuple[fleets.Fleet, scenarios.Scenar
 def test_other_infrastructure_faults_as_published(
     week: tuple[fleets.Fleet, scenarios.Scenario, list[Publication]],
 ) -> None:
-    _, scenario, pubs = week
+    fleet, scenario, pubs = week
     start, end = _window(scenario, "icyRoad")
     icy = [m for t, _, m in _readings(pubs, "D-RWS-01") if start <= t < end]
     assert icy and all(m["road_temp_c"] <= 0 and m["road_temp_c"] <= m["dew_point_c"] for m in icy)
-    normal = [m for t, _, m in _readings(pubs, "D-RWS-01") if t < start]
-    assert all(m["road_temp_c"] > 0 for m in normal)
+    natural = [(o.start, o.end) for o in observed_truth(fleet) if o.device_id == "D-RWS-02"]
+    assert natural, "November nights in the model freeze now and then"
+    for t, _, m in _readings(pubs, "D-RWS-02"):
+        in_truth = any(a <= t < b for a, b in natural)
+        if m["road_temp_c"] <= 0 and m["road_temp_c"] <= m["dew_point_c"]:
+            assert in_truth, "natural frost is in the ground truth"
+        if m["road_temp_c"] > 0.5 or m["road_temp_c"] > m["dew_point_c"] + 0.5:
+            assert not in_truth, "and only frost is"
 
     start, end = _window(scenario, "wellOverflow")
     assert all(m["water_level_m"] > 2.5 for t, _, m in _readings(pubs, "D-SW-02") if start <= t < end)
