@@ -91,5 +91,10 @@ def test_simulate_publishes_a_scenario_that_ingest_stores_completely(
                    WHERE d.device_id = 'SLC-0007' AND NOT s.online"""
             ).fetchone()
     assert offline == (1,), "the broker's Last Will announced the silent device offline"
-    assert truth.read_text().count("\n") == 4
+    injected = [line for line in truth.read_text().splitlines()[1:] if ",condition," not in line]
+    assert sorted(line.split(",")[2] for line in injected) == [
+        "communicationFailure",
+        "lampFailure",
+        "malformedPayload",
+    ]
     assert "simulated" in result.stderr
