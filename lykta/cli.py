@@ -140,6 +140,49 @@ def _simulate(settings: config.Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _rules(settings: config.Settings, args: argparse.Namespace) -> int:
+    import asyncio
+    import time
+    from datetime import UTC, datetime
+
+    from lykta import admin
+    from rules import service
+    from rules.evaluate import Shard
+
+    def when(text: str) -> float:
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise LyktaError(f"{text!r} is not an ISO time such as 2026-11-02T12:00:00Z") from None
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+    try:
+        k, n = (int(x) for x in args.shard.split("/"))
+        shard = Shard(k, n)
+    except ValueError:
+        raise LyktaError(f"--shard {args.shard!r}: use k/N with 0 <= k < N, e.g. 0/2") from None
+    url = admin.database_url(settings)
+    files = [Path(f) for f in args.rules or []]
+    if args.action == "backtest":
+        if not args.start or not args.end:
+            raise LyktaError("rules backtest needs --from and --to")
+        found = service.backtest(url, files, when(args.start), when(args.end), step_s=args.step, shard=shard)
+        for f in sorted(found, key=lambda f: f.observed_at):
+            end = datetime.fromtimestamp(f.cleared_at, UTC).isoformat() if f.cleared_at else "open"
+            print(
+                f"{datetime.fromtimestamp(f.observed_at, UTC).isoformat()}  {end:<25}  {f.severity:<8}  "
+                f"{f.fault:<22} {f.tenant_id}/{f.asset_id}  ({f.rule_id})"
+            )
+        print(f"{len(found)} finding(s)")
+        return 0
+    if args.once:
+        outcome = service.run_once(url, files, when(args.as_of) if args.as_of else time.time(), shard)
+        print(f"findings: {outcome.opened} opened, {outcome.kept} still open, {outcome.cleared} cleared")
+        return 0
+    asyncio.run(service.run_every(url, files, args.every, shard))
+    return 0
+
+
 def _demo(settings: config.Settings, args: argparse.Namespace) -> int:
     from lykta import demo
 
@@ -226,6 +269,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connections", type=int, default=1, help="load mode: connections (default 1)")
     p.add_argument("--rate", type=float, default=0.0, help="load mode: messages per second, 0 = maximum")
     p.set_defaults(func=_simulate)
+
+    p = sub.add_parser("rules", help="detect faults from stored telemetry")
+    p.add_argument("action", choices=["run", "backtest"])
+    p.add_argument("--rules", action="append", help="rule file overriding the defaults (repeatable)")
+    p.add_argument("--once", action="store_true", help="run: evaluate once and exit")
+    p.add_argument("--every", type=float, default=60.0, help="run: seconds between evaluations (default 60)")
+    p.add_argument("--as-of", help="run --once: evaluate as of this device time (ISO; default now)")
+    p.add_argument("--shard", default="0/1", help="evaluate the devices of shard k of N (default 0/1)")
+    p.add_argument("--from", dest="start", help="backtest: first evaluation time (ISO)")
+    p.add_argument("--to", dest="end", help="backtest: last evaluation time (ISO)")
+    p.add_argument("--step", type=float, default=600.0, help="backtest: seconds between evaluations (default 600)")
+    p.set_defaults(func=_rules)
 
     p = sub.add_parser("demo", help="run the platform on local services with the sample city")
     p.add_argument("--inventory", help="inventory file (default: the sample in examples/)")

@@ -24,7 +24,8 @@ def test_migrations_from_empty_match_the_declared_schema(empty_db_url: str) -> N
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         report = migrations.migrate(conn)
         assert report.path == "apache"
-        assert report.applied_now == ["0001_core.sql", "0002_rollups.apache.sql", "0003_ingest.sql"]
+        assert report.applied_now == [m.files[m.variant_for("apache")].name for m in migrations.discover()]
+        assert report.applied_now[:2] == ["0001_core.sql", "0002_rollups.apache.sql"]
         actual = catalog.describe(conn)
     expected = catalog.declared("apache")
     assert actual == expected, "schema differs from storage/schema/apache.txt:\n" + _diff(actual, expected)
@@ -39,7 +40,8 @@ def test_migrating_twice_changes_nothing(empty_db_url: str) -> None:
         assert again.already == len(migrations.discover())
         assert catalog.describe(conn) == first
         rows = conn.execute("SELECT version, variant FROM lykta_migrations ORDER BY version").fetchall()
-    assert rows == [(1, None), (2, "apache"), (3, None)]
+    assert rows == [(m.version, m.variant_for("apache")) for m in migrations.discover()]
+    assert rows[1] == (2, "apache")
 
 
 def test_refuses_a_schema_newer_than_the_code(db_url: str) -> None:

@@ -1,0 +1,354 @@
+"""Detectors: from readings in a window to a condition per asset and reading (True, False or unknown).
+
+Each detector gets the readings of the assets its rule applies to as a pandas
+DataFrame (``asset_id, t, metric, value``; ``t`` is device time in epoch
+seconds) and the assets (indexed by asset id), and returns the condition at
+each reading time: ``True`` (the fault condition holds), ``False`` (it clearly
+does not), ``NaN`` (cannot tell, or inside the hysteresis band: the previous
+state continues). :mod:`rules.evaluate` turns conditions into findings with the
+rule's ``for`` and ``clear`` durations. docs/rules.md documents each detector.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rules.errors import RuleFileError
+from simulators.sun import is_dark
+
+Frame = pd.DataFrame
+Conditions = pd.DataFrame  # columns: asset_id, t, bad (float: 1.0, 0.0 or NaN)
+
+_SPAN = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def _seconds(text: str) -> float:
+    match = _SPAN.match(text.strip())
+    if not text.strip() or not match or not any(match.groups()):
+        raise ValueError(text)
+    d, h, m, s = (int(g or 0) for g in match.groups())
+    return float(d * 86400 + h * 3600 + m * 60 + s)
+
+
+@dataclass(frozen=True)
+class Param:
+    kind: str  # "number", "duration", "metric" or "int"
+    default: Any = None
+
+    def check(self, name: str, raw: Any, where: str) -> Any:
+        if isinstance(raw, float) and math.isnan(raw):
+            raw = None  # an optional parameter carried over from the rule an override changes
+        if raw is None:
+            if self.default is None:
+                raise RuleFileError(f"{where}: {name!r} is required")
+            if isinstance(self.default, float) and math.isnan(self.default):
+                return self.default  # optional and absent
+            raw = self.default
+        if self.kind == "duration":
+            if isinstance(raw, (int, float)) and not isinstance(raw, bool) and raw >= 0:
+                return float(raw)  # seconds, as a checked rule carries it
+            try:
+                return _seconds(str(raw))
+            except ValueError:
+                raise RuleFileError(f"{where}: {name} {raw!r} is not a duration like 30m or 2h") from None
+        if self.kind == "metric":
+            if not isinstance(raw, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", raw):
+                raise RuleFileError(f"{where}: {name} must be a metric name, got {raw!r}")
+            return raw
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
+            raise RuleFileError(f"{where}: {name} must be a number, got {raw!r}")
+        if self.kind == "int" and int(raw) != raw:
+            raise RuleFileError(f"{where}: {name} must be a whole number, got {raw!r}")
+        return int(raw) if self.kind == "int" else float(raw)
+
+
+@dataclass(frozen=True)
+class Detector:
+    name: str
+    params: dict[str, Param]
+    metrics: Callable[[dict[str, Any]], list[str]]
+    run: Callable[[Frame, pd.DataFrame, dict[str, Any]], Conditions]
+    summary: str
+
+    def check_params(self, raw: dict[str, Any], where: str) -> dict[str, Any]:
+        unknown = set(raw) - set(self.params)
+        if unknown:
+            raise RuleFileError(
+                f"{where}: {self.name} has no parameter {sorted(unknown)[0]!r} "
+                f"(it takes {', '.join(sorted(self.params)) or 'none'})"
+            )
+        checked = {name: spec.check(name, raw.get(name), where) for name, spec in self.params.items()}
+        if self.name == "threshold":
+            try:
+                _threshold_params(checked)
+            except RuleFileError as exc:
+                raise RuleFileError(f"{where}: {exc}") from None
+        return checked
+
+
+def _wide(frame: Frame, metrics: list[str]) -> pd.DataFrame:
+    """One row per (asset_id, t) with a column per metric."""
+    sub = frame[frame["metric"].isin(metrics)]
+    if sub.empty:
+        return pd.DataFrame(columns=["asset_id", "t", *metrics])
+    wide = sub.pivot_table(index=["asset_id", "t"], columns="metric", values="value", aggfunc="last")
+    wide = wide.reset_index()
+    for m in metrics:
+        if m not in wide.columns:
+            wide[m] = np.nan
+    return wide
+
+
+def _result(asset_ids: Any, times: Any, bad: Any) -> Conditions:
+    return pd.DataFrame({"asset_id": asset_ids, "t": times, "bad": np.asarray(bad, dtype=float)})
+
+
+def _dark(assets: pd.DataFrame, asset_ids: pd.Series, times: pd.Series, shift: float = 0.0) -> np.ndarray:
+    lat = assets["lat"].reindex(asset_ids).to_numpy()
+    lon = assets["lon"].reindex(asset_ids).to_numpy()
+    return np.array([is_dark(a, o, t + shift) for a, o, t in zip(lat, lon, times.to_numpy(), strict=True)], dtype=bool)
+
+
+# -- generic ---------------------------------------------------------------------------------------------
+
+
+def threshold(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Conditions:
+    sub = frame[frame["metric"] == p["metric"]]
+    v = sub["value"].to_numpy()
+    if p.get("above") is not None:
+        bad = np.where(v > p["above"], 1.0, np.where(v < p["clear_below"], 0.0, np.nan))
+    else:
+        bad = np.where(v < p["below"], 1.0, np.where(v > p["clear_above"], 0.0, np.nan))
+    return _result(sub["asset_id"].to_numpy(), sub["t"].to_numpy(), bad)
+
+
+def rate_of_change(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Conditions:
+    sub = frame[frame["metric"] == p["metric"]].sort_values(["asset_id", "t"])
+    dv = sub.groupby("asset_id")["value"].diff()
+    dt = sub.groupby("asset_id")["t"].diff()
+    rate = (dv / dt * 3600).abs()
+    bad = np.where(rate > p["max_per_hour"], 1.0, np.where(rate <= p["max_per_hour"], 0.0, np.nan))
+    return _result(sub["asset_id"].to_numpy(), sub["t"].to_numpy(), bad)
+
+
+# -- streetlights ----------------------------------------------------------------------------------------
+
+
+def lamp_failure(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Conditions:
+    """Dark by the sun at the lamp's position, yet drawing no more than ``max_power_w``."""
+    wide = _wide(frame, ["power_w"])
+    dark = _dark(assets, wide["asset_id"], wide["t"])
+    power = wide["power_w"].to_numpy(dtype=float)
+    bad = np.where(~dark, np.nan, np.where(power <= p["max_power_w"], 1.0, 0.0))
+    return _result(wide["asset_id"].to_numpy(), wide["t"].to_numpy(), bad)
+
+
+def day_burner(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Conditions:
+    """The sun up (``tolerance`` away from twilight), yet the lamp drawing more than ``min_power_w``."""
+    wide = _wide(frame, ["power_w"])
+    tol = p["tolerance"]
+    day = ~(
+        _dark(assets, wide["asset_id"], wide["t"], -tol)
+        | _dark(assets, wide["asset_id"], wide["t"], tol)
+        | _dark(assets, wide["asset_id"], wide["t"])
+    )
+    power = wide["power_w"].to_numpy(dtype=float)
+    bad = np.where(~day, np.nan, np.where(power > p["min_power_w"], 1.0, 0.0))
+    return _result(wide["asset_id"].to_numpy(), wide["t"].to_numpy(), bad)
+
+
+def cycling(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Conditions:
+    """At least ``min_switches`` switch-ons within ``window`` (from the cumulative switch count)."""
+    sub = frame[frame["metric"] == "switch_count"].sort_values(["asset_id", "t"])
+    out = []
+    for asset_id, group in sub.groupby("asset_id", sort=False):
+        t = group["t"].to_numpy()
+        v = group["value"].to_numpy()
+        start = np.searchsorted(t, t - p["window"], side="left")
+        covered = t - t[start] >= p["window"] * 0.75
+        switches = v - v[start]
+        bad = np.where(switches >= p["min_switches"], 1.0, np.where(covered & (switches <= 2), 0.0, np.nan))
+        out.append(_result([asset_id] * len(t), t, bad))
+    return pd.concat(out) if out else _result([], [], [])
+
+
+def power_deviation(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Conditions:
+    """Burning lamps drawing more or less than rated power at their dim level, and unlike their circuit's peers."""
+    wide = _wide(frame, ["power_w", "dim_level_pct", "lamp_on"])
+    wide = wide[(wide["lamp_on"] > 0.5) & (wide["dim_level_pct"] > 0)].copy()
+    if wide.empty:
+        return _result([], [], [])
+    rated = assets["rated_power_w"].reindex(wide["asset_id"]).to_numpy(dtype=float)
+    wide["ratio"] = wide["power_w"].to_numpy() / (rated * wide["dim_level_pct"].to_numpy() / 100 / p["efficiency"])
+    wide["circuit"] = assets["parent_id"].reindex(wide["asset_id"]).to_numpy()
+    wide["hour"] = (wide["t"] // 3600).astype(int)
+    wide["peers"] = wide.groupby(["circuit", "hour"])["ratio"].transform("median")
+    own = (wide["ratio"] - 1).abs()
+    peer = (wide["ratio"] - wide["peers"]).abs()
+    dark_lamp = wide["ratio"] < 0.2  # a lamp that does not burn is the lamp-failure rule's business
+    bad = np.where(
+        dark_lamp,
+        np.nan,
+        np.where(
+            (own > p["tolerance"]) & (peer > p["peer_tolerance"]), 1.0, np.where(own <= p["tolerance"] / 2, 0.0, np.nan)
+        ),
+    )
+    return _result(wide["asset_id"].to_numpy(), wide["t"].to_numpy(), bad)
+
+
+def pole_tilt(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Conditions:
+    """A pole_tilt event, or a reported tilt of at least ``min_degrees``."""
+    sub = frame[frame["metric"].isin(["tilt_deg", "event:pole_tilt"])]
+    v = sub["value"].to_numpy()
+    is_event = (sub["metric"] == "event:pole_tilt").to_numpy()
+    bad = np.where(is_event | (v >= p["min_degrees"]), 1.0, 0.0)
+    return _result(sub["asset_id"].to_numpy(), sub["t"].to_numpy(), bad)
+
+
+# -- cabinets and other infrastructure ---------------------------------------------------------------------
+
+
+def supply_loss(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Conditions:
+    """The cabinet meter reports no supply, or a phase below ``min_voltage_v``."""
+    phases = ["voltage_l1_v", "voltage_l2_v", "voltage_l3_v"]
+    wide = _wide(frame, ["supply_ok", *phases])
+    low = wide[phases].min(axis=1).to_numpy(dtype=float) < p["min_voltage_v"]
+    off = wide["supply_ok"].to_numpy(dtype=float) < 0.5
+    return _result(wide["asset_id"].to_numpy(), wide["t"].to_numpy(), (low | off).astype(float))
+
+
+def icy_road(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Conditions:
+    """Road surface at or below ``near_zero_c`` and at or below the dew point (+ ``dew_margin_c``)."""
+    wide = _wide(frame, ["road_temp_c", "dew_point_c"])
+    road = wide["road_temp_c"].to_numpy(dtype=float)
+    dew = wide["dew_point_c"].to_numpy(dtype=float)
+    bad = np.where(
+        (road <= p["near_zero_c"]) & (road <= dew + p["dew_margin_c"]),
+        1.0,
+        np.where((road > p["clear_above_c"]) | (road > dew + p["clear_above_c"]), 0.0, np.nan),
+    )
+    return _result(wide["asset_id"].to_numpy(), wide["t"].to_numpy(), bad)
+
+
+def absence(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Conditions:
+    """Marker rows only: :mod:`rules.evaluate` judges silence from the last reading and the interval."""
+    return _result([], [], [])
+
+
+def _one(metric: str) -> Callable[[dict[str, Any]], list[str]]:
+    return lambda p: [metric]
+
+
+DETECTORS: dict[str, Detector] = {
+    d.name: d
+    for d in [
+        Detector(
+            "threshold",
+            {
+                "metric": Param("metric"),
+                "above": Param("number", float("nan")),
+                "clear_below": Param("number", float("nan")),
+                "below": Param("number", float("nan")),
+                "clear_above": Param("number", float("nan")),
+            },
+            lambda p: [p["metric"]],
+            lambda f, a, p: threshold(f, a, _threshold_params(p)),
+            "a metric above (or below) a value; cleared below (above) another",
+        ),
+        Detector(
+            "rate_of_change",
+            {"metric": Param("metric"), "max_per_hour": Param("number")},
+            lambda p: [p["metric"]],
+            rate_of_change,
+            "a metric changing faster than max_per_hour",
+        ),
+        Detector(
+            "absence",
+            {"intervals": Param("number", 4)},
+            lambda p: [],
+            absence,
+            "no data for intervals x the device's reporting interval",
+        ),
+        Detector(
+            "lamp_failure",
+            {"max_power_w": Param("number", 3.0)},
+            _one("power_w"),
+            lamp_failure,
+            "dark by the sun, lamp drawing no power",
+        ),
+        Detector(
+            "day_burner",
+            {"min_power_w": Param("number", 5.0), "tolerance": Param("duration", "30m")},
+            _one("power_w"),
+            day_burner,
+            "lamp burning while the sun is up",
+        ),
+        Detector(
+            "cycling",
+            {"window": Param("duration", "2h"), "min_switches": Param("int", 6)},
+            _one("switch_count"),
+            cycling,
+            "many switch-ons within a window",
+        ),
+        Detector(
+            "power_deviation",
+            {
+                "tolerance": Param("number", 0.25),
+                "peer_tolerance": Param("number", 0.25),
+                "efficiency": Param("number", 0.92),
+            },
+            lambda p: ["power_w", "dim_level_pct", "lamp_on"],
+            power_deviation,
+            "power unlike rated power at the dim level and unlike the circuit's peers",
+        ),
+        Detector(
+            "supply_loss",
+            {"min_voltage_v": Param("number", 100.0)},
+            lambda p: ["supply_ok", "voltage_l1_v", "voltage_l2_v", "voltage_l3_v"],
+            supply_loss,
+            "cabinet without mains supply",
+        ),
+        Detector(
+            "icy_road",
+            {
+                "near_zero_c": Param("number", 0.0),
+                "dew_margin_c": Param("number", 0.0),
+                "clear_above_c": Param("number", 0.5),
+            },
+            lambda p: ["road_temp_c", "dew_point_c"],
+            icy_road,
+            "road surface frozen and at the dew point",
+        ),
+        Detector(
+            "pole_tilt",
+            {"min_degrees": Param("number", 5.0)},
+            lambda p: ["tilt_deg", "event:pole_tilt"],
+            pole_tilt,
+            "a pole_tilt event or a reported tilt",
+        ),
+    ]
+}
+
+
+def _threshold_params(p: dict[str, Any]) -> dict[str, Any]:
+    if not math.isnan(p["above"]):
+        return {
+            "metric": p["metric"],
+            "above": p["above"],
+            "clear_below": p["above"] if math.isnan(p["clear_below"]) else p["clear_below"],
+        }
+    if not math.isnan(p["below"]):
+        return {
+            "metric": p["metric"],
+            "above": None,
+            "below": p["below"],
+            "clear_above": p["below"] if math.isnan(p["clear_above"]) else p["clear_above"],
+        }
+    raise RuleFileError("threshold needs 'above' or 'below'")

@@ -1,0 +1,11 @@
+"""Errors of the rules engine. Each docstring is the default message."""
+
+from lykta.errors import LyktaError
+
+
+class RulesError(LyktaError):
+    """The rules engine failed."""
+
+
+class RuleFileError(RulesError):
+    """A rule file is invalid."""

@@ -1,0 +1,265 @@
+"""The rules engine: rule files, durations and hysteresis, and detectors on crafted data in the real database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+from rules import definitions
+from rules.errors import RuleFileError
+from rules.evaluate import DatabaseStore, MemoryStore, Shard, evaluate, verdicts
+from rules.service import backtest
+from storage.ingest import IngestBatch, write_batch
+
+NIGHT = datetime(2026, 11, 10, 22, 0, tzinfo=UTC).timestamp()  # dark in Solvik
+NOON = datetime(2026, 11, 10, 11, 0, tzinfo=UTC).timestamp()
+
+
+def store_readings(
+    url: str, device_id: str, rows: list[tuple[float, dict[str, float]]], received_at: float | None = None
+) -> None:
+    """Readings through ingest's own write path."""
+    with psycopg.connect(url) as conn:
+        key_row = conn.execute("SELECT device_key FROM devices WHERE device_id = %s", (device_id,)).fetchone()
+        metric_ids: dict[str, int] = dict(conn.execute("SELECT name, metric_id FROM metrics").fetchall())
+    assert key_row is not None
+    batch = IngestBatch()
+    for t, metrics in rows:
+        batch.readings.add_message(
+            key_row[0], received_at or t + 1, [(t, metric_ids[name], value) for name, value in metrics.items()]
+        )
+
+    async def write() -> None:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await write_batch(conn, batch, "apache")
+
+    asyncio.run(write())
+
+
+def lamp(power: float, on: float = 1.0) -> dict[str, float]:
+    return {"power_w": power, "lamp_on": on, "dim_level_pct": 100.0 * on, "switch_count": 10.0}
+
+
+def findings(url: str) -> list[tuple[str, str, str, str | None]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            """SELECT asset_id, fault, status, to_char(observed_at AT TIME ZONE 'UTC', 'HH24:MI')
+               FROM findings ORDER BY finding_id"""
+        ).fetchall()
+
+
+def run(url: str, as_of: float, rules: list[definitions.Rule] | None = None, shard: Shard | None = None) -> None:
+    with psycopg.connect(url) as conn, conn.transaction():
+        evaluate(conn, rules or definitions.load(), as_of, DatabaseStore(conn), shard=shard or Shard())
+
+
+# -- rule files ----------------------------------------------------------------------------------------
+
+
+def test_default_rules_load_and_cover_the_faults() -> None:
+    rules = definitions.load()
+    assert {r.fault for r in rules} >= {
+        "lampFailure",
+        "lampUnexpectedOn",
+        "cyclingFailure",
+        "powerDeviation",
+        "communicationFailure",
+        "supplyLoss",
+        "icyRoad",
+        "wellOverflow",
+        "binFull",
+        "poleTilt",
+    }
+    assert len({r.id for r in rules}) == len(rules)
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ("{id: x, detector: telepathy, fault: lampFailure, severity: major}", "rule x, field 'detector'"),
+        ("{id: x, detector: lamp_failure, fault: lampFailure, severity: urgent}", "rule x, field 'severity'"),
+        ("{id: x, detector: lamp_failure, fault: lampFailure, severity: major, for: soon}", "rule x, field 'for'"),
+        (
+            "{id: x, detector: lamp_failure, fault: lampFailure, severity: major, params: {max_watts: 3}}",
+            "lamp_failure has no parameter 'max_watts'",
+        ),
+        (
+            "{id: x, detector: threshold, fault: binFull, severity: info, params: {metric: fill_pct}}",
+            "threshold needs 'above' or 'below'",
+        ),
+        (
+            "{id: x, detector: lamp_failure, fault: lampFailure, severity: major, applies_to: {kind: lamp}}",
+            "kind 'lamp'",
+        ),
+        ("{id: X Y, detector: lamp_failure, fault: lampFailure, severity: major}", "field 'id'"),
+        ("{id: x, detector: lamp_failure, fault: lampFailure, severity: major, colour: red}", "field 'colour'"),
+    ],
+)
+def test_bad_rules_name_file_rule_and_field(rule: str, message: str) -> None:
+    with pytest.raises(RuleFileError) as exc:
+        definitions.parse(f"rules:\n  - {rule}\n", "tenant.yaml")
+    assert str(exc.value).startswith("tenant.yaml, rule ")
+    assert message in str(exc.value)
+
+
+def test_overrides_change_only_what_they_name(tmp_path: Path) -> None:
+    override = tmp_path / "solvik.yaml"
+    override.write_text(
+        "rules:\n  - {id: lamp-failure, params: {max_power_w: 5}, for: 40m}\n  - {id: bin-full, enabled: false}\n"
+    )
+    rules = {r.id: r for r in definitions.load([override])}
+    assert rules["lamp-failure"].params["max_power_w"] == 5.0
+    assert rules["lamp-failure"].hold_s == 2400
+    assert rules["lamp-failure"].severity == "major"
+    assert "bin-full" not in rules
+
+
+# -- durations and hysteresis (pure) -----------------------------------------------------------------------
+
+
+def test_verdicts_need_the_condition_for_its_duration_and_carry_unknowns() -> None:
+    t = np.arange(0, 7) * 600.0
+    cond = pd.DataFrame({"asset_id": "A", "t": t, "bad": [0, 0, 1, np.nan, 1, 1, np.nan]})
+    assert verdicts(cond, as_of=t[-1], hold_s=1800, clear_s=0)[0].fault is True
+    assert verdicts(cond, as_of=t[-1], hold_s=1800, clear_s=0)[0].since == 1200.0
+    assert verdicts(cond, as_of=t[-1], hold_s=3600, clear_s=0) == []
+    healing = pd.DataFrame({"asset_id": "A", "t": t, "bad": [1, 1, 0, 0, 0, np.nan, np.nan]})
+    assert verdicts(healing, as_of=t[-1], hold_s=0, clear_s=3000) == []
+    cleared = verdicts(healing, as_of=t[-1], hold_s=0, clear_s=2400)
+    assert cleared[0].fault is False and cleared[0].since == 1200.0
+
+
+# -- detectors against the database ------------------------------------------------------------------------
+
+
+def test_lamp_failure_opens_once_stays_open_and_clears(town_url: str) -> None:
+    store_readings(town_url, "SLC-0003", [(NIGHT + 600 * i, lamp(0.6)) for i in range(6)])
+    store_readings(town_url, "SLC-0004", [(NIGHT + 600 * i, lamp(40.0)) for i in range(6)])
+    as_of = NIGHT + 3000
+    rules = [r for r in definitions.load() if r.id == "lamp-failure"]
+    run(town_url, as_of, rules)
+    run(town_url, as_of, rules)  # the same evaluation again: no second finding
+    assert findings(town_url) == [("SL-0003", "lampFailure", "open", "22:00")]
+    store_readings(town_url, "SLC-0003", [(NIGHT + 3600 + 600 * i, lamp(41.0)) for i in range(6)])
+    run(town_url, NIGHT + 3600 + 3000, rules)
+    assert findings(town_url) == [("SL-0003", "lampFailure", "cleared", "22:00")]
+
+
+def test_late_data_is_judged_by_device_time(town_url: str) -> None:
+    as_of = NIGHT + 3000
+    rules = [r for r in definitions.load() if r.id == "lamp-failure"]
+    run(town_url, as_of, rules)
+    assert findings(town_url) == []
+    # a store-and-forward replay arrives hours later, carrying the night's readings
+    store_readings(town_url, "SLC-0010", [(NIGHT + 600 * i, lamp(0.5)) for i in range(6)], received_at=NIGHT + 6 * 3600)
+    run(town_url, as_of)
+    assert findings(town_url) == [("SL-0010", "lampFailure", "open", "22:00")]
+
+
+def test_day_burner_and_silence(town_url: str) -> None:
+    store_readings(town_url, "SLC-0020", [(NOON + 600 * i, lamp(40.0)) for i in range(6)])
+    store_readings(town_url, "SLC-0021", [(NOON + 600 * i, lamp(0.6, on=0.0)) for i in range(6)])
+    store_readings(town_url, "SLC-0022", [(NOON - 7200 + 600 * i, lamp(0.6, on=0.0)) for i in range(3)])
+    rules = [r for r in definitions.load() if r.id in ("day-burner", "communication-loss")]
+    run(town_url, NOON + 3000, rules)
+    found = findings(town_url)
+    assert ("SL-0020", "lampUnexpectedOn", "open", "11:00") in found
+    assert ("SL-0022", "communicationFailure", "open", "09:20") in found
+    assert not any(a == "SL-0021" for a, *_ in found)
+
+
+def test_cabinet_supply_loss_and_icy_road(town_url: str) -> None:
+    dead = {"supply_ok": 0.0, "voltage_l1_v": 0.0, "voltage_l2_v": 0.0, "voltage_l3_v": 0.0}
+    store_readings(town_url, "CABM-02", [(NIGHT + 300 * i, dead) for i in range(4)])
+    frost = {"road_temp_c": -1.5, "dew_point_c": -1.0}
+    store_readings(town_url, "D-RWS-01", [(NIGHT + 300 * i, frost) for i in range(4)])
+    store_readings(
+        town_url, "D-RWS-02", [(NIGHT + 300 * i, {"road_temp_c": 2.0, "dew_point_c": -1.0}) for i in range(4)]
+    )
+    rules = [r for r in definitions.load() if r.id in ("cabinet-supply-loss", "icy-road")]
+    run(town_url, NIGHT + 900, rules)
+    assert sorted(findings(town_url)) == [
+        ("CAB-02", "supplyLoss", "open", "22:00"),
+        ("RWS-01", "icyRoad", "open", "22:00"),
+    ]
+
+
+def test_shards_split_the_devices_and_together_cover_them(town_url: str) -> None:
+    for n in range(1, 13):
+        store_readings(town_url, f"SLC-{n:04d}", [(NIGHT + 600 * i, lamp(0.6)) for i in range(6)])
+    rules = [r for r in definitions.load() if r.id == "lamp-failure"]
+    run(town_url, NIGHT + 3000, rules, Shard(0, 2))
+    first = {a for a, *_ in findings(town_url)}
+    run(town_url, NIGHT + 3000, rules, Shard(1, 2))
+    both = {a for a, *_ in findings(town_url)}
+    assert 0 < len(first) < 12
+    assert both == {f"SL-{n:04d}" for n in range(1, 13)}
+
+
+def test_backtest_reports_without_writing_findings(town_url: str) -> None:
+    store_readings(
+        town_url,
+        "SLC-0030",
+        [(NIGHT + 600 * i, lamp(0.6)) for i in range(6)] + [(NIGHT + 3600 + 600 * i, lamp(40.0)) for i in range(6)],
+    )
+    rules_file: list[Path] = []
+    found = backtest(town_url, rules_file, NIGHT, NIGHT + 7200, step_s=600)
+    lamp_failures = [f for f in found if f.fault == "lampFailure"]
+    assert [(f.asset_id, f.observed_at, f.cleared_at) for f in lamp_failures] == [("SL-0030", NIGHT, NIGHT + 3600)]
+    assert findings(town_url) == []
+    memory = MemoryStore()
+    assert memory.open_for() == {}
+
+
+def test_rules_cli_once_and_backtest(town_url: str) -> None:
+    store_readings(town_url, "SLC-0040", [(NIGHT + 600 * i, lamp(0.6)) for i in range(6)])
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("LYKTA_")}, "LYKTA_DATABASE_URL": town_url}
+    iso = datetime.fromtimestamp(NIGHT + 3000, UTC).isoformat()
+    once = subprocess.run(
+        [sys.executable, "-m", "lykta.cli", "rules", "run", "--once", "--as-of", iso],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert once.returncode == 0, once.stderr
+    assert once.stdout.startswith("findings: 1 opened")
+    test = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lykta.cli",
+            "rules",
+            "backtest",
+            "--from",
+            datetime.fromtimestamp(NIGHT, UTC).isoformat(),
+            "--to",
+            iso,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert test.returncode == 0, test.stderr
+    assert "lampFailure" in test.stdout and "solvik/SL-0040" in test.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "lykta.cli", "rules", "run", "--once", "--shard", "3/2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 1 and "--shard '3/2'" in bad.stderr
