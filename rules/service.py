@@ -19,12 +19,57 @@ from storage.rules import Finding
 log = logging.getLogger("lykta.rules")
 
 
+STEP_S = 600.0
+"""Evaluations while catching up: one every ten minutes of device time."""
+MAX_CATCH_UP_S = 2 * 86400.0
+"""How far back a cycle goes for late data (the contract accepts readings up to 35 days old; older findings
+need a backtest)."""
+
+
 def run_once(url: str, rule_files: list[Path], as_of: float, shard: Shard) -> Outcome:
+    """One evaluation as of ``as_of``; progress is left alone (a look at a chosen time)."""
     rules = definitions.load(rule_files)
     with psycopg.connect(url) as conn, conn.transaction():
-        outcome = evaluate(conn, rules, as_of, DatabaseStore(conn), shard=shard)
-        store.save_progress(conn, shard.label, as_of)
-    return outcome
+        return evaluate(conn, rules, as_of, DatabaseStore(conn), shard=shard)
+
+
+def run_cycle(url: str, rule_files: list[Path], now: float, shard: Shard, step_s: float = STEP_S) -> Outcome:
+    """Evaluate up to ``now``: from where the last cycle stopped, or from the oldest device time of data that
+    arrived since, in steps of ``step_s``; then record how far it got. Restarts resume from the database."""
+    rules = definitions.load(rule_files)
+    total = Outcome()
+    with psycopg.connect(url) as conn, conn.transaction():
+        done = store.progress(conn, shard.label)
+        steps = [now]
+        received = None
+        if done is not None:
+            evaluated_to, received_upto = done
+            start = evaluated_to
+            late, received = store.late_data(conn, received_upto or 0.0, evaluated_to)
+            if late is not None:
+                start = min(start, late)
+            start = max(start, now - MAX_CATCH_UP_S)
+            steps = _steps(start, now, step_s)
+        else:
+            _, received = store.late_data(conn, 0.0, now)
+        store_ = DatabaseStore(conn)
+        for t in steps:
+            outcome = evaluate(conn, rules, t, store_, shard=shard)
+            total.opened += outcome.opened
+            total.kept += outcome.kept
+            total.cleared += outcome.cleared
+        store.save_progress(conn, shard.label, now, received)
+    return total
+
+
+def _steps(start: float, end: float, step: float) -> list[float]:
+    out = []
+    t = start + step
+    while t < end:
+        out.append(t)
+        t += step
+    out.append(end)
+    return out
 
 
 async def run_every(
@@ -39,7 +84,7 @@ async def run_every(
     while not stop.is_set():
         began = time.monotonic()
         try:
-            outcome = await asyncio.to_thread(run_once, url, rule_files, clock(), shard)
+            outcome = await asyncio.to_thread(run_cycle, url, rule_files, clock(), shard)
             log.info(
                 "rules shard %s: %d opened, %d kept, %d cleared in %.1f s",
                 shard.label,

@@ -169,16 +169,39 @@ def clear_finding(conn: psycopg.Connection, finding_id: int, cleared_at: float) 
     )
 
 
-def progress(conn: psycopg.Connection, shard: str) -> float | None:
+def progress(conn: psycopg.Connection, shard: str) -> tuple[float, float | None] | None:
+    """(evaluated up to, received up to) of a shard, or None before its first run."""
     row = conn.execute(
-        "SELECT extract(epoch FROM evaluated_to) FROM rules_progress WHERE shard = %s", (shard,)
+        "SELECT extract(epoch FROM evaluated_to), extract(epoch FROM received_upto) FROM rules_progress "
+        "WHERE shard = %s",
+        (shard,),
     ).fetchone()
-    return float(row[0]) if row else None
+    if row is None:
+        return None
+    return float(row[0]), None if row[1] is None else float(row[1])
 
 
-def save_progress(conn: psycopg.Connection, shard: str, evaluated_to: float) -> None:
+def save_progress(conn: psycopg.Connection, shard: str, evaluated_to: float, received_upto: float | None) -> None:
     conn.execute(
-        """INSERT INTO rules_progress (shard, evaluated_to) VALUES (%s, to_timestamp(%s))
-           ON CONFLICT (shard) DO UPDATE SET evaluated_to = EXCLUDED.evaluated_to, updated_at = now()""",
-        (shard, evaluated_to),
+        """INSERT INTO rules_progress (shard, evaluated_to, received_upto)
+           VALUES (%s, to_timestamp(%s), to_timestamp(%s))
+           ON CONFLICT (shard) DO UPDATE SET evaluated_to = EXCLUDED.evaluated_to,
+               received_upto = coalesce(EXCLUDED.received_upto, rules_progress.received_upto), updated_at = now()""",
+        (shard, evaluated_to, received_upto),
     )
+
+
+def late_data(
+    conn: psycopg.Connection, received_after: float, device_time_before: float
+) -> tuple[float | None, float | None]:
+    """(earliest device time, latest receive time) of readings received after ``received_after`` whose device
+    time is before ``device_time_before``: data that arrived late for a time already evaluated."""
+    row = conn.execute(
+        """SELECT extract(epoch FROM min(device_time) FILTER (WHERE device_time < to_timestamp(%s))),
+                  extract(epoch FROM max(received_at))
+           FROM telemetry WHERE received_at > to_timestamp(%s)""",
+        (device_time_before, received_after),
+    ).fetchone()
+    if row is None:
+        return None, None
+    return (None if row[0] is None else float(row[0])), (None if row[1] is None else float(row[1]))

@@ -263,3 +263,30 @@ def test_rules_cli_once_and_backtest(town_url: str) -> None:
         check=False,
     )
     assert bad.returncode == 1 and "--shard '3/2'" in bad.stderr
+
+
+def test_cycles_catch_up_with_late_data_and_resume_after_a_restart(town_url: str) -> None:
+    from rules.service import run_cycle
+
+    rules_file: list[Path] = []
+    first = run_cycle(town_url, rules_file, NIGHT + 3 * 3600, Shard())
+    assert (first.opened, first.cleared) == (0, 0)
+    # a replay arrives: a lamp that was dark for an hour and then burned again, all before the last cycle
+    store_readings(
+        town_url,
+        "SLC-0050",
+        [(NIGHT + 600 * i, lamp(0.6)) for i in range(6)] + [(NIGHT + 3600 + 600 * i, lamp(40.0)) for i in range(8)],
+        received_at=NIGHT + 3.5 * 3600,
+    )
+    second = run_cycle(town_url, rules_file, NIGHT + 4 * 3600, Shard())
+    assert (second.opened, second.cleared) >= (1, 1)
+    lamp_rows = [f for f in findings(town_url) if f[0] == "SL-0050"]
+    # the lamp failure happened and ended inside the replay; the lamp then fell silent (its data ends at 00:10)
+    assert lamp_rows == [
+        ("SL-0050", "lampFailure", "cleared", "22:00"),
+        ("SL-0050", "communicationFailure", "open", "00:10"),
+    ]
+    # a new process (a restart) resumes from the recorded progress: nothing to redo, nothing duplicated
+    third = run_cycle(town_url, rules_file, NIGHT + 4 * 3600 + 600, Shard())
+    assert third.opened == 0
+    assert [f for f in findings(town_url) if f[0] == "SL-0050"] == lamp_rows

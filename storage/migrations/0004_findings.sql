@@ -23,7 +23,11 @@ CREATE INDEX findings_asset ON findings (tenant_id, asset_id, observed_at DESC);
 CREATE INDEX findings_status ON findings (status, observed_at DESC);
 
 CREATE TABLE rules_progress (
-    shard        text        PRIMARY KEY,
-    evaluated_to timestamptz NOT NULL,
-    updated_at   timestamptz NOT NULL DEFAULT now()
+    shard         text        PRIMARY KEY,
+    evaluated_to  timestamptz NOT NULL,
+    received_upto timestamptz,
+    updated_at    timestamptz NOT NULL DEFAULT now()
 );
+
+-- The rules engine finds late data (received after it last looked, with older device times) through this.
+CREATE INDEX telemetry_received ON telemetry USING brin (received_at);
