@@ -290,3 +290,49 @@ def test_cycles_catch_up_with_late_data_and_resume_after_a_restart(town_url: str
     third = run_cycle(town_url, rules_file, NIGHT + 4 * 3600 + 600, Shard())
     assert third.opened == 0
     assert [f for f in findings(town_url) if f[0] == "SL-0050"] == lamp_rows
+
+
+def _frame(rows: list[tuple[str, float, str, float]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["asset_id", "t", "metric", "value"])
+
+
+def test_rate_threshold_cycling_and_peer_detectors_on_crafted_frames() -> None:
+    from rules.detectors import DETECTORS
+
+    def check(name: str, params: dict[str, object]) -> dict[str, object]:
+        return DETECTORS[name].check_params(params, "test")
+
+    rising = _frame(
+        [("W", 0.0, "water_level_m", 0.4), ("W", 600.0, "water_level_m", 0.5), ("W", 1200.0, "water_level_m", 1.5)]
+    )
+    rate = DETECTORS["rate_of_change"].run(
+        rising, pd.DataFrame(), check("rate_of_change", {"metric": "water_level_m", "max_per_hour": 2.0})
+    )
+    assert rate["bad"].tolist()[1:] == [0.0, 1.0]
+
+    cold = _frame(
+        [
+            ("R", 0.0, "air_temp_c", 3.0),
+            ("R", 1.0, "air_temp_c", -1.0),
+            ("R", 2.0, "air_temp_c", 0.5),
+            ("R", 3.0, "air_temp_c", 2.5),
+        ]
+    )
+    below = DETECTORS["threshold"].run(
+        cold, pd.DataFrame(), check("threshold", {"metric": "air_temp_c", "below": 0.0, "clear_above": 2.0})
+    )
+    assert below["bad"].fillna(-1).tolist() == [0.0, 1.0, -1, 0.0]
+
+    switches = _frame([("L", 600.0 * i, "switch_count", float(3 * i)) for i in range(13)])
+    cyc = DETECTORS["cycling"].run(switches, pd.DataFrame(), check("cycling", {"window": "1h", "min_switches": 6}))
+    assert cyc["bad"].iloc[-1] == 1.0
+
+    assets = pd.DataFrame(
+        {"rated_power_w": [50.0] * 4, "parent_id": ["K"] * 4}, index=pd.Index(["A", "B", "C", "D"], name="asset_id")
+    )
+    rows = []
+    for asset, factor in [("A", 1.0), ("B", 1.02), ("C", 0.98), ("D", 1.6)]:
+        for name, value in [("power_w", 50 / 0.92 * factor), ("dim_level_pct", 100.0), ("lamp_on", 1.0)]:
+            rows.append((asset, 3600.0, name, value))
+    dev = DETECTORS["power_deviation"].run(_frame(rows), assets, check("power_deviation", {}))
+    assert dict(zip(dev["asset_id"], dev["bad"], strict=True)) == {"A": 0.0, "B": 0.0, "C": 0.0, "D": 1.0}
