@@ -142,11 +142,17 @@ def rate_of_change(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Con
 
 
 def lamp_failure(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Conditions:
-    """Dark by the sun at the lamp's position, yet drawing no more than ``max_power_w``."""
-    wide = _wide(frame, ["power_w"])
+    """Dark by the sun at the lamp's position, yet drawing no more than ``max_power_w``.
+
+    A lamp that switched since its previous report is cycling, not dead: that reading cannot tell.
+    """
+    wide = _wide(frame, ["power_w", "switch_count"]).sort_values(["asset_id", "t"])
     dark = _dark(assets, wide["asset_id"], wide["t"])
     power = wide["power_w"].to_numpy(dtype=float)
-    bad = np.where(~dark, np.nan, np.where(power <= p["max_power_w"], 1.0, 0.0))
+    switched = wide.groupby("asset_id")["switch_count"].diff().fillna(0).to_numpy(dtype=float) > 0
+    bad = np.where(
+        ~dark | (switched & (power <= p["max_power_w"])), np.nan, np.where(power <= p["max_power_w"], 1.0, 0.0)
+    )
     return _result(wide["asset_id"].to_numpy(), wide["t"].to_numpy(), bad)
 
 
@@ -279,7 +285,7 @@ DETECTORS: dict[str, Detector] = {
         Detector(
             "lamp_failure",
             {"max_power_w": Param("number", 3.0)},
-            _one("power_w"),
+            lambda p: ["power_w", "switch_count"],
             lamp_failure,
             "dark by the sun, lamp drawing no power",
         ),

@@ -193,6 +193,7 @@ def evaluate(
     open_now = findings.open_for()
     outcome = Outcome()
     times: dict[str, list[float]] | None = None
+    results: list[tuple[Rule, list[Verdict], list[dict[str, Any]]]] = []
     for rule in rules:
         chosen = [a for a in assets if rule.applies_to.matches(a) and a["device_key"] is not None]
         if not chosen:
@@ -215,8 +216,37 @@ def evaluate(
             sub = frame[frame["asset_id"].isin(ids)]
             conditions = DETECTORS[rule.detector].run(sub, table, rule.params)
             result = verdicts(conditions, as_of, rule.hold_s, rule.clear_s)
+        results.append((rule, result, chosen))
+    dark_cabinets = _without_supply(results, open_now)
+    parents = {a["asset_id"]: a["parent_id"] for a in store.load_assets(conn, tenant_id)}
+    for rule, result, chosen in results:
+        if rule.detector == "absence" and dark_cabinets:
+            # a device below a cabinet without supply is silent because of the cabinet: not a finding of its own
+            result = [v for v in result if not (v.fault and _cabinet(v.asset_id, parents) in dark_cabinets)]  # noqa: PLW2901
         _reconcile(rule, result, {a["asset_id"]: a for a in chosen}, as_of, open_now, findings, outcome)
     return outcome
+
+
+def _without_supply(
+    results: list[tuple[Rule, list[Verdict], list[dict[str, Any]]]], open_now: dict[tuple[str, str, str], Finding]
+) -> set[str]:
+    """Cabinets whose supply is lost now (this evaluation) or still open as a finding."""
+    lost = {f.asset_id for f in open_now.values() if f.fault == "supplyLoss"}
+    for rule, result, _ in results:
+        if rule.detector == "supply_loss":
+            lost |= {v.asset_id for v in result if v.fault}
+            lost -= {v.asset_id for v in result if not v.fault}
+    return lost
+
+
+def _cabinet(asset_id: str, parents: dict[str, str | None]) -> str | None:
+    current: str | None = asset_id
+    for _ in range(8):
+        parent = parents.get(current) if current is not None else None
+        if parent is None:
+            return current
+        current = parent
+    return current
 
 
 def _reconcile(  # noqa: PLR0917 - one call site, all of it the state of one rule

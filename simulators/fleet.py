@@ -183,7 +183,7 @@ def generate(
                         reporting_interval_s=600,
                     )
                 )
-    kinds = ["road_weather_station", "stormwater_well", "waste_bin"]
+    kinds = ["road_weather_station", "stormwater_well", "waste_bin", "pump_station"]
     for s in range(sensors):
         kind = kinds[s % len(kinds)]
         lat, lon = at(rng.uniform(-2000, 2000), rng.uniform(-2000, 2000))
@@ -195,6 +195,7 @@ def generate(
                 lat=lat,
                 lon=lon,
                 device_id=f"D-{kind[:3].upper()}-{s + 1:04d}",
+                reporting_interval_s=DEFAULT_INTERVAL_S[DEFAULT_DEVICE_KIND[kind]],
             )
         )
     return from_records(records, tenant, seed, timezone)

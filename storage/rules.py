@@ -72,12 +72,13 @@ def load_window(
 def reading_times(
     conn: psycopg.Connection, device_keys: Sequence[int], start: float, end: float
 ) -> list[tuple[int, float]]:
-    """Distinct device times of anything a device reported in the window (for silence)."""
+    """When lykta heard from each device in the window, by receive time: a store-and-forward replay fills the
+    gap in device time, but not the silence the system lived through."""
     if not device_keys:
         return []
     return conn.execute(
-        """SELECT DISTINCT device_key, extract(epoch FROM device_time)::float8 FROM telemetry
-           WHERE device_key = ANY(%s) AND device_time > to_timestamp(%s) AND device_time <= to_timestamp(%s)""",
+        """SELECT DISTINCT device_key, extract(epoch FROM received_at)::float8 FROM telemetry
+           WHERE device_key = ANY(%s) AND received_at > to_timestamp(%s) AND received_at <= to_timestamp(%s)""",
         (list(device_keys), start, end),
     ).fetchall()
 

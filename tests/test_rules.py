@@ -161,7 +161,7 @@ def test_late_data_is_judged_by_device_time(town_url: str) -> None:
     assert findings(town_url) == []
     # a store-and-forward replay arrives hours later, carrying the night's readings
     store_readings(town_url, "SLC-0010", [(NIGHT + 600 * i, lamp(0.5)) for i in range(6)], received_at=NIGHT + 6 * 3600)
-    run(town_url, as_of)
+    run(town_url, as_of, rules)
     assert findings(town_url) == [("SL-0010", "lampFailure", "open", "22:00")]
 
 
@@ -281,11 +281,11 @@ def test_cycles_catch_up_with_late_data_and_resume_after_a_restart(town_url: str
     second = run_cycle(town_url, rules_file, NIGHT + 4 * 3600, Shard())
     assert (second.opened, second.cleared) >= (1, 1)
     lamp_rows = [f for f in findings(town_url) if f[0] == "SL-0050"]
-    # the lamp failure happened and ended inside the replay; the lamp then fell silent (its data ends at 00:10)
-    assert lamp_rows == [
-        ("SL-0050", "lampFailure", "cleared", "22:00"),
-        ("SL-0050", "communicationFailure", "open", "00:10"),
-    ]
+    # the lamp failure happened and ended inside the replay; and until the replay arrived at 01:30 lykta had not
+    # heard from the lamp: a communication failure, judged by receive time, cleared by the replay's arrival
+    assert ("SL-0050", "lampFailure", "cleared", "22:00") in lamp_rows
+    assert [f[1:3] for f in lamp_rows if f[1] == "communicationFailure"] == [("communicationFailure", "cleared")]
+    assert len(lamp_rows) == 2
     # a new process (a restart) resumes from the recorded progress: nothing to redo, nothing duplicated
     third = run_cycle(town_url, rules_file, NIGHT + 4 * 3600 + 600, Shard())
     assert third.opened == 0
@@ -336,3 +336,31 @@ def test_rate_threshold_cycling_and_peer_detectors_on_crafted_frames() -> None:
             rows.append((asset, 3600.0, name, value))
     dev = DETECTORS["power_deviation"].run(_frame(rows), assets, check("power_deviation", {}))
     assert dict(zip(dev["asset_id"], dev["bad"], strict=True)) == {"A": 0.0, "B": 0.0, "C": 0.0, "D": 1.0}
+
+
+def test_a_dark_cabinet_explains_the_silence_of_its_lamps(town_url: str) -> None:
+    dead = {"supply_ok": 0.0, "voltage_l1_v": 0.0, "voltage_l2_v": 0.0, "voltage_l3_v": 0.0}
+    healthy = {"supply_ok": 1.0, "voltage_l1_v": 231.0, "voltage_l2_v": 231.0, "voltage_l3_v": 231.0}
+    store_readings(
+        town_url,
+        "CABM-02",
+        [(NIGHT - 3600 + 300 * i, healthy) for i in range(12)] + [(NIGHT + 300 * i, dead) for i in range(24)],
+    )
+    with psycopg.connect(town_url) as conn:
+        lamps = [
+            r[0]
+            for r in conn.execute(
+                """SELECT d.device_id FROM devices d JOIN assets a USING (tenant_id, asset_id)
+               JOIN assets c ON c.tenant_id = a.tenant_id AND c.asset_id = a.parent_id
+               WHERE c.parent_id = 'CAB-02' ORDER BY 1"""
+            ).fetchall()
+        ]
+    for device in [*lamps, "SLC-0001"]:  # SLC-0001 hangs under CAB-01, which keeps its supply
+        store_readings(town_url, device, [(NIGHT - 3600 + 600 * i, lamp(40.0)) for i in range(7)])
+    rules = [r for r in definitions.load() if r.id in ("cabinet-supply-loss", "communication-loss")]
+    run(town_url, NIGHT + 7200, rules)
+    found = findings(town_url)
+    assert ("CAB-02", "supplyLoss", "open", "22:00") in found
+    silent = {a for a, fault, *_ in found if fault == "communicationFailure"}
+    assert "SL-0001" in silent
+    assert not silent & {f"SL-{d[4:]}" for d in lamps}
