@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from rules.detectors import DETECTORS
+from rules.detectors import DETECTORS, seconds
 from rules.errors import RuleFileError
 
 DEFAULTS = Path(__file__).resolve().parent / "defaults"
@@ -28,17 +28,15 @@ ASSET_KINDS = (
 )
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _FAULT = re.compile(r"^[a-z][A-Za-z0-9]{1,62}$")
-_SPAN = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _RULE_KEYS = {"id", "applies_to", "detector", "params", "fault", "severity", "for", "clear", "enabled", "description"}
 
 
 def span(text: Any, where: str) -> float:
     """'25m', '2h', '1d6h', '0s' as seconds."""
-    match = _SPAN.match(str(text).strip())
-    if not str(text).strip() or not match or not any(match.groups()):
-        raise RuleFileError(f"{where}: {text!r} is not a duration like 30s, 25m, 2h or 1d")
-    d, h, m, s = (int(g or 0) for g in match.groups())
-    return float(d * 86400 + h * 3600 + m * 60 + s)
+    try:
+        return seconds(str(text))
+    except ValueError:
+        raise RuleFileError(f"{where}: {text!r} is not a duration like 30s, 25m, 2h or 1d") from None
 
 
 @dataclass(frozen=True)

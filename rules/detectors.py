@@ -29,7 +29,8 @@ Conditions = pd.DataFrame  # columns: asset_id, t, bad (float: 1.0, 0.0 or NaN)
 _SPAN = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
-def _seconds(text: str) -> float:
+def seconds(text: str) -> float:
+    """'25m', '2h', '1d6h', '0s' as seconds; ValueError otherwise."""
     match = _SPAN.match(text.strip())
     if not text.strip() or not match or not any(match.groups()):
         raise ValueError(text)
@@ -55,7 +56,7 @@ class Param:
             if isinstance(raw, (int, float)) and not isinstance(raw, bool) and raw >= 0:
                 return float(raw)  # seconds, as a checked rule carries it
             try:
-                return _seconds(str(raw))
+                return seconds(str(raw))
             except ValueError:
                 raise RuleFileError(f"{where}: {name} {raw!r} is not a duration like 30m or 2h") from None
         if self.kind == "metric":
