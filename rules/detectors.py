@@ -172,7 +172,11 @@ def day_burner(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Conditi
 
 
 def cycling(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Conditions:
-    """At least ``min_switches`` switch-ons within ``window`` (from the cumulative switch count)."""
+    """At least ``min_switches`` switch-ons within ``window`` (from the cumulative switch count).
+
+    Lamps only cycle while they are meant to burn: in daylight a quiet lamp says nothing, so a finding stays
+    open from one night to the next instead of closing every morning.
+    """
     sub = frame[frame["metric"] == "switch_count"].sort_values(["asset_id", "t"])
     out = []
     for asset_id, group in sub.groupby("asset_id", sort=False):
@@ -181,7 +185,8 @@ def cycling(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Conditions
         start = np.searchsorted(t, t - p["window"], side="left")
         covered = t - t[start] >= p["window"] * 0.75
         switches = v - v[start]
-        bad = np.where(switches >= p["min_switches"], 1.0, np.where(covered & (switches <= 2), 0.0, np.nan))
+        dark = _dark(assets, group["asset_id"], group["t"])
+        bad = np.where(switches >= p["min_switches"], 1.0, np.where(covered & dark & (switches <= 2), 0.0, np.nan))
         out.append(_result([asset_id] * len(t), t, bad))
     return pd.concat(out) if out else _result([], [], [])
 

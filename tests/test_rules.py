@@ -324,7 +324,8 @@ def test_rate_threshold_cycling_and_peer_detectors_on_crafted_frames() -> None:
     assert below["bad"].fillna(-1).tolist() == [0.0, 1.0, -1, 0.0]
 
     switches = _frame([("L", 600.0 * i, "switch_count", float(3 * i)) for i in range(13)])
-    cyc = DETECTORS["cycling"].run(switches, pd.DataFrame(), check("cycling", {"window": "1h", "min_switches": 6}))
+    where = pd.DataFrame({"lat": [56.05], "lon": [12.69]}, index=pd.Index(["L"], name="asset_id"))
+    cyc = DETECTORS["cycling"].run(switches, where, check("cycling", {"window": "1h", "min_switches": 6}))
     assert cyc["bad"].iloc[-1] == 1.0
 
     assets = pd.DataFrame(
