@@ -1,6 +1,6 @@
 """Simulator benchmark: the week scenario on the sample inventory, published to a local broker as fast as possible.
 
-Target (issue: simulators): a 7-day scenario with every fault type runs in under two minutes of wall time.
+Target: a 7-day scenario with every fault type runs in under two minutes of wall time.
 Baseline in the same run: the same publications sent with paho-mqtt (QoS 1, one client on its network thread).
 
     .venv/bin/python bench/simulate.py
