@@ -24,8 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,8 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from lykta import services  # noqa: E402
 from rules import definitions  # noqa: E402
-from rules.detectors import DETECTORS  # noqa: E402
-from rules.replay import Episode, replay, replay_silence  # noqa: E402
+from rules.replay import Episode, TimeMap, backfill  # noqa: E402
 from simulators import fleet as fleets  # noqa: E402
 from simulators import scenario as scenarios  # noqa: E402
 from simulators.clock import SimClock  # noqa: E402
@@ -42,7 +39,6 @@ from simulators.engine import ground_truth, observed_truth, simulate  # noqa: E4
 from simulators.publish import publish  # noqa: E402
 from storage import assets as asset_store  # noqa: E402
 from storage import migrations, tenants  # noqa: E402
-from storage import rules as rule_store  # noqa: E402
 
 # simulator fault -> (finding fault, duration range in hours; None: until the end)
 FAULTS = {
@@ -153,7 +149,6 @@ def main() -> None:
         time.sleep(3)
         began = time.monotonic()
         own = {t.device_id for t in ground_truth(fleet, plan) if t.fault == "communicationFailure"}
-        wall0 = time.time()
         report = asyncio.run(
             publish(
                 "127.0.0.1", state.mqtt.port, simulate(fleet, plan), SimClock(plan.start, args.speed), own_links=own
@@ -172,52 +167,13 @@ def main() -> None:
         truth += [(t.asset_id, t.fault, t.start, t.end) for t in observed_truth(fleet)]
 
         began = time.monotonic()
-        found: list[tuple[str, str, Episode]] = []
         with psycopg.connect(url) as conn:
-            all_assets = rule_store.load_assets(conn)
-            table = pd.DataFrame(all_assets).set_index("asset_id")
-            by_key = {a["device_key"]: a for a in all_assets if a["device_key"] is not None}
-            for rule in definitions.load():
-                chosen = [a for a in all_assets if rule.applies_to.matches(a) and a["device_key"] is not None]
-                keys = [a["device_key"] for a in chosen]
-                if rule.detector == "absence":
-                    rows = rule_store.reading_times(conn, keys, wall0 - 60, time.time())
-                    times: dict[str, list[float]] = {}
-                    for key, received in rows:  # receive time, mapped back to simulated time
-                        times.setdefault(by_key[key]["asset_id"], []).append(
-                            plan.start + (received - wall0) * args.speed
-                        )
-                    episodes = replay_silence(
-                        {a: np.array(v) for a, v in times.items()},
-                        {a["asset_id"]: 4 * float(a["interval_s"]) for a in chosen},
-                        plan.end,
-                    )
-                else:
-                    metrics = DETECTORS[rule.detector].metrics(rule.params)
-                    rows = rule_store.load_window(conn, keys, metrics, plan.start - 1, plan.end)
-                    frame = pd.DataFrame(rows, columns=["device_key", "t", "metric", "value"])
-                    frame["asset_id"] = frame["device_key"].map(lambda k: by_key[k]["asset_id"])
-                    conditions = DETECTORS[rule.detector].run(frame, table, rule.params)
-                    episodes = replay(conditions, rule.hold_s, rule.clear_s)
-                found += [(e.asset_id, rule.fault, e) for e in episodes]
-        # a lamp below a cabinet without supply is silent because of the cabinet (rules.evaluate does the same)
-        parents = {a["asset_id"]: a["parent_id"] for a in all_assets}
-        dark = [
-            (e.asset_id, e.observed_at - 900, e.cleared_at or float("inf")) for _, f, e in found if f == "supplyLoss"
-        ]
-
-        def cabinet(asset: str) -> str:
-            while parents.get(asset):
-                asset = parents[asset]
-            return asset
-
-        found = [
-            (a, f, e)
-            for a, f, e in found
-            if not (
-                f == "communicationFailure" and any(cabinet(a) == c and s <= e.observed_at <= t for c, s, t in dark)
-            )
-        ]
+            found = [
+                (x["asset_id"], r.fault, e)
+                for r, x, e in backfill(
+                    conn, definitions.load(), plan.start, plan.end, TimeMap(plan.start, report.wall_start, args.speed)
+                )
+            ]
         print(f"rules replayed over the week in {time.monotonic() - began:.0f} s\n")
         lamps = sum(1 for r in fleet.assets.values() if r.kind == "streetlight")
         print(f"{args.days}-day town: {lamps} streetlights, {len(fleet.devices)} devices, seed {args.seed}\n")

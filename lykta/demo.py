@@ -22,6 +22,8 @@ import psycopg
 from lykta import admin, services
 from lykta.config import Settings
 from lykta.errors import LyktaError
+from rules import definitions
+from rules.replay import TimeMap, backfill, persist
 from simulators.run import SimulationRequest, run_simulation
 from storage import assets
 from storage.connection import connect
@@ -67,7 +69,10 @@ async def _watch(url: str, stop: asyncio.Event) -> None:
         )
 
 
-async def _simulate_week(url: str, mqtt_url: str) -> None:
+SPEED = 10_080.0  # a week in a minute
+
+
+async def _simulate_week(url: str, mqtt_url: str, start: float) -> float:
     """Publish the week while showing the ingest rate; return when ingest has received everything."""
     stop = asyncio.Event()
     watcher = asyncio.create_task(_watch(url, stop))
@@ -77,13 +82,14 @@ async def _simulate_week(url: str, mqtt_url: str) -> None:
         tenant=TENANT[0],
         fleet_file=SAMPLE,
         scenario_file=SCENARIO,
-        speed=None,
-        start=time.time() - 7 * 86400,
+        speed=SPEED,
+        start=start,
         ground_truth_file=truth,
         quiet=True,
     )
     before = (await asyncio.to_thread(_ingest_totals, url))[0]
     began = time.monotonic()
+    received = 0
     try:
         report, faults = await run_simulation(request)
         print(
@@ -106,6 +112,20 @@ async def _simulate_week(url: str, mqtt_url: str) -> None:
     finally:
         stop.set()
         await watcher
+    return report.wall_start
+
+
+def _findings(url: str, start: float, wall0: float) -> list[str]:
+    """The default rules replayed over the simulated week, written to the findings table."""
+    end = start + 7 * 86400
+    with psycopg.connect(url) as conn:
+        found = backfill(conn, definitions.load(), start, end, TimeMap(start, wall0, SPEED))
+        with conn.transaction():
+            written = persist(conn, found, end)
+    counts: dict[str, int] = {}
+    for rule, _, _ in found:
+        counts[rule.fault] = counts.get(rule.fault, 0) + 1
+    return [f"{fault}: {n}" for fault, n in sorted(counts.items())] + [f"{written} new finding(s) stored"]
 
 
 def run(settings: Settings, inventory: Path | None = None) -> int:
@@ -138,13 +158,15 @@ def run(settings: Settings, inventory: Path | None = None) -> int:
         time.sleep(2.0)
         if ingest.poll() is not None:
             raise LyktaError(f"lykta ingest exited with {ingest.returncode}")
-        _say("a simulated week of Solvik, ending now, published as fast as possible", [])
-        asyncio.run(_simulate_week(url, mqtt_url))
+        _say("a simulated week of Solvik, ending now, published at a week per minute", [])
+        start = time.time() - 7 * 86400 - 120
+        wall0 = asyncio.run(_simulate_week(url, mqtt_url, start))
         time.sleep(1.5)  # the last statistics interval
     finally:
         ingest.send_signal(signal.SIGTERM)
         ingest.wait(60)
     _say("stored", _stored(url))
+    _say("findings of the default rules over the week (lykta rules)", _findings(url, start, wall0))
     print(f"\nThe services keep running; stop them with: lykta --state-dir {settings.state_dir} services down")
     return 0
 

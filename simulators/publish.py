@@ -28,6 +28,8 @@ class PublishReport:
     """messages published (a dropped link publishes nothing itself: the broker sends its Will)"""
     seconds: float
     last_sim_time: float
+    wall_start: float = 0.0
+    """wall-clock epoch at which simulated time started (maps receive times back to simulated time)"""
 
 
 async def publish(
@@ -48,6 +50,7 @@ async def publish(
     last_t = clock.start
     last_progress = began
     clock.begin()
+    wall_start = time.time()
     try:
         for pub in publications:
             wait = clock.delay(pub.t)
@@ -91,4 +94,6 @@ async def publish(
                 await link.close()
     if progress is not None:
         progress(last_t, count)
-    return PublishReport(publications=count, seconds=time.monotonic() - began, last_sim_time=last_t)
+    return PublishReport(
+        wall_start=wall_start, publications=count, seconds=time.monotonic() - began, last_sim_time=last_t
+    )

@@ -153,6 +153,15 @@ def insert_finding(conn: psycopg.Connection, f: Finding) -> int:
     return int(row[0]) if row else 0
 
 
+def finding_exists(conn: psycopg.Connection, tenant_id: str, asset_id: str, rule_id: str, observed_at: float) -> bool:
+    row = conn.execute(
+        """SELECT 1 FROM findings WHERE tenant_id = %s AND asset_id = %s AND rule_id = %s
+             AND observed_at = to_timestamp(%s)""",
+        (tenant_id, asset_id, rule_id, observed_at),
+    ).fetchone()
+    return row is not None
+
+
 def touch_finding(conn: psycopg.Connection, finding_id: int, last_seen: float, evidence: dict[str, Any]) -> None:
     conn.execute(
         """UPDATE findings SET last_seen = greatest(last_seen, to_timestamp(%s)), evidence = %s, updated_at = now()
