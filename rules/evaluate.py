@@ -181,7 +181,8 @@ def evaluate(
     tenant_id: str | None = None,
 ) -> Outcome:
     """Evaluate every rule as of ``as_of`` (device time) for the shard's assets and reconcile the findings."""
-    assets = [a for a in store.load_assets(conn, tenant_id) if shard.owns(a["device_id"])]
+    everything = store.load_assets(conn, tenant_id)
+    assets = [a for a in everything if shard.owns(a["device_id"])]
     by_key = {a["device_key"]: a for a in assets if a["device_key"] is not None}
     lookback = _lookback(rules)
     start = as_of - lookback
@@ -218,11 +219,11 @@ def evaluate(
             result = verdicts(conditions, as_of, rule.hold_s, rule.clear_s)
         results.append((rule, result, chosen))
     dark_cabinets = _without_supply(results, open_now)
-    parents = {a["asset_id"]: a["parent_id"] for a in store.load_assets(conn, tenant_id)}
+    parents = {a["asset_id"]: a["parent_id"] for a in everything}
     for rule, result, chosen in results:
         if rule.detector == "absence" and dark_cabinets:
             # a device below a cabinet without supply is silent because of the cabinet: not a finding of its own
-            result = [v for v in result if not (v.fault and _cabinet(v.asset_id, parents) in dark_cabinets)]  # noqa: PLW2901
+            result = [v for v in result if not (v.fault and cabinet_of(v.asset_id, parents) in dark_cabinets)]  # noqa: PLW2901
         _reconcile(rule, result, {a["asset_id"]: a for a in chosen}, as_of, open_now, findings, outcome)
     return outcome
 
@@ -239,12 +240,13 @@ def _without_supply(
     return lost
 
 
-def _cabinet(asset_id: str, parents: dict[str, str | None]) -> str | None:
-    current: str | None = asset_id
+def cabinet_of(asset_id: str, parents: dict[str, str | None]) -> str:
+    """The root of an asset's tree: for a streetlight, the cabinet feeding it."""
+    current = asset_id
     for _ in range(8):
-        parent = parents.get(current) if current is not None else None
-        if parent is None:
-            return current
+        parent = parents.get(current)
+        if not parent:
+            break
         current = parent
     return current
 

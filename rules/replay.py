@@ -16,6 +16,7 @@ import psycopg
 
 from rules.definitions import Rule
 from rules.detectors import DETECTORS
+from rules.evaluate import cabinet_of
 from storage import rules as rule_store
 from storage.rules import Finding
 
@@ -125,19 +126,12 @@ def backfill(
         if r.detector == "supply_loss"
     ]
 
-    def cabinet(asset: str) -> str:
-        for _ in range(8):
-            parent = parents.get(asset)
-            if not parent:
-                break
-            asset = parent
-        return asset
-
     return [
         (r, x, e)
         for r, x, e in found
         if not (
-            r.detector == "absence" and any(cabinet(x["asset_id"]) == c and s <= e.observed_at <= t for c, s, t in dark)
+            r.detector == "absence"
+            and any(cabinet_of(x["asset_id"], parents) == c and s <= e.observed_at <= t for c, s, t in dark)
         )
     ]
 
