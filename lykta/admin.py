@@ -6,7 +6,7 @@ from pathlib import Path
 
 from lykta import services
 from lykta.config import Settings
-from storage import assets, inventory, maintenance, migrations, tenants
+from storage import assets, inventory, maintenance, migrations, reports, tenants
 from storage.connection import connect
 from storage.editions import Edition, detect
 from storage.errors import TimescaleMissing
@@ -37,18 +37,12 @@ def info(url: str) -> list[str]:
             edition: Edition | None = detect(conn)
         except TimescaleMissing:
             edition = None
-        pg = conn.execute("SELECT current_setting('server_version')").fetchone()
-        available = conn.execute(
-            "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'"
-        ).fetchone()
-    lines = [f"PostgreSQL {pg[0] if pg else '?'}"]
+        pg, available = reports.server_versions(conn)
+    lines = [f"PostgreSQL {pg or '?'}"]
     if edition:
         lines.append(f"TimescaleDB {edition.timescaledb_version} (license {edition.license}: {edition.name} edition)")
     else:
-        lines.append(
-            f"TimescaleDB {available[0] if available else 'not installed'} (extension not created; "
-            "run lykta db migrate)"
-        )
+        lines.append(f"TimescaleDB {available or 'not installed'} (extension not created; run lykta db migrate)")
     known = len(migrations.discover())
     version = max((a.version for a in done), default=0)
     lines.append(f"schema version {version} of {known}")

@@ -25,7 +25,7 @@ from lykta.errors import LyktaError
 from rules import definitions
 from rules.replay import TimeMap, backfill, persist
 from simulators.run import SimulationRequest, run_simulation
-from storage import assets
+from storage import assets, reports
 from storage.connection import connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,10 +42,7 @@ def _say(title: str, lines: list[str]) -> None:
 
 def _ingest_totals(url: str) -> tuple[int, int, int]:
     with psycopg.connect(url, connect_timeout=5) as conn:
-        row = conn.execute(
-            "SELECT coalesce(sum(received), 0), coalesce(sum(stored), 0), coalesce(sum(rejected), 0) FROM ingest_stats"
-        ).fetchone()
-    return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
+        return reports.ingest_totals(conn)
 
 
 async def _watch(url: str, stop: asyncio.Event) -> None:
@@ -173,13 +170,10 @@ def run(settings: Settings, inventory: Path | None = None) -> int:
 
 def _stored(url: str) -> list[str]:
     with psycopg.connect(url) as conn:
-        readings = conn.execute("SELECT count(*), count(DISTINCT device_key) FROM telemetry").fetchone()
-        offline = conn.execute("SELECT count(*) FROM device_status WHERE NOT online").fetchone()
-        events = conn.execute("SELECT event, count(*) FROM device_events GROUP BY 1 ORDER BY 1").fetchall()
-        dead = conn.execute("SELECT reason, count(*) FROM dead_letters GROUP BY 1 ORDER BY 1").fetchall()
+        s = reports.stored_summary(conn)
     return [
-        f"{readings[0]:,} readings from {readings[1]} devices" if readings else "no readings",
-        f"{offline[0] if offline else 0} offline announcements (Last Will)",
-        "events: " + (", ".join(f"{e} x{n}" for e, n in events) or "none"),
-        "dead letters: " + (", ".join(f"{r} x{n}" for r, n in dead) or "none"),
+        f"{s.readings:,} readings from {s.devices} devices",
+        f"{s.offline} offline announcements (Last Will)",
+        "events: " + (", ".join(f"{e} x{n}" for e, n in s.events) or "none"),
+        "dead letters: " + (", ".join(f"{r} x{n}" for r, n in s.dead_letters) or "none"),
     ]
