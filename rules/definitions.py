@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from rules.detectors import DETECTORS, seconds
+from lykta.durations import parse_duration
+from rules.detectors import DETECTORS
 from rules.errors import RuleFileError
 
 DEFAULTS = Path(__file__).resolve().parent / "defaults"
@@ -34,7 +35,7 @@ _RULE_KEYS = {"id", "applies_to", "detector", "params", "fault", "severity", "fo
 def span(text: Any, where: str) -> float:
     """'25m', '2h', '1d6h', '0s' as seconds."""
     try:
-        return seconds(str(text))
+        return parse_duration(str(text))
     except ValueError:
         raise RuleFileError(f"{where}: {text!r} is not a duration like 30s, 25m, 2h or 1d") from None
 

@@ -20,22 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lykta.durations import parse_duration
 from rules.errors import RuleFileError
 from simulators.sun import is_dark
 
 Frame = pd.DataFrame
 Conditions = pd.DataFrame  # columns: asset_id, t, bad (float: 1.0, 0.0 or NaN)
-
-_SPAN = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-
-
-def seconds(text: str) -> float:
-    """'25m', '2h', '1d6h', '0s' as seconds; ValueError otherwise."""
-    match = _SPAN.match(text.strip())
-    if not text.strip() or not match or not any(match.groups()):
-        raise ValueError(text)
-    d, h, m, s = (int(g or 0) for g in match.groups())
-    return float(d * 86400 + h * 3600 + m * 60 + s)
 
 
 @dataclass(frozen=True)
@@ -56,7 +46,7 @@ class Param:
             if isinstance(raw, (int, float)) and not isinstance(raw, bool) and raw >= 0:
                 return float(raw)  # seconds, as a checked rule carries it
             try:
-                return seconds(str(raw))
+                return parse_duration(str(raw))
             except ValueError:
                 raise RuleFileError(f"{where}: {name} {raw!r} is not a duration like 30m or 2h") from None
         if self.kind == "metric":

@@ -189,7 +189,7 @@ def evaluate(
     metrics = sorted({m for r in rules for m in DETECTORS[r.detector].metrics(r.params)})
     rows = store.load_window(conn, list(by_key), metrics, start, as_of)
     frame = pd.DataFrame(rows, columns=["device_key", "t", "metric", "value"])
-    frame["asset_id"] = frame["device_key"].map(lambda k: by_key[k]["asset_id"])
+    frame["asset_id"] = frame["device_key"].map({k: a["asset_id"] for k, a in by_key.items()})
     table = pd.DataFrame(assets).drop_duplicates("asset_id").set_index("asset_id") if assets else pd.DataFrame()
     open_now = findings.open_for()
     outcome = Outcome()

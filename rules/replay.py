@@ -116,7 +116,7 @@ def backfill(
         else:
             rows = rule_store.load_window(conn, keys, DETECTORS[rule.detector].metrics(rule.params), start - 1, end)
             frame = pd.DataFrame(rows, columns=["device_key", "t", "metric", "value"])
-            frame["asset_id"] = frame["device_key"].map(lambda k: by_key[k]["asset_id"])
+            frame["asset_id"] = frame["device_key"].map({k: a["asset_id"] for k, a in by_key.items()})
             episodes = replay(DETECTORS[rule.detector].run(frame, table, rule.params), rule.hold_s, rule.clear_s)
         found += [(rule, chosen[e.asset_id], e) for e in episodes if e.asset_id in chosen]
     parents = {a["asset_id"]: a["parent_id"] for a in assets}

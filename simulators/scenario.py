@@ -16,7 +16,6 @@ faults:
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from lykta.durations import parse_duration
 from lykta.errors import LyktaError
 
 ASSET_FAULTS = {
@@ -43,8 +43,6 @@ ASSET_FAULTS = {
 DATA_FAULTS = {"clockSkew", "malformedPayload", "duplicateMessages", "outOfOrder", "oversizedMessage"}
 FAULTS = set(ASSET_FAULTS) | DATA_FAULTS
 
-_SPAN = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-
 
 class ScenarioError(LyktaError):
     """The scenario file is invalid."""
@@ -52,11 +50,10 @@ class ScenarioError(LyktaError):
 
 def parse_span(text: str, where: str) -> float:
     """'7d', '1d8h', '90m', '30s' as seconds."""
-    match = _SPAN.match(text.strip())
-    if not text.strip() or not match or not any(match.groups()):
-        raise ScenarioError(f"{where}: {text!r} is not a duration like 7d, 1d8h, 90m or 30s")
-    d, h, m, s = (int(g or 0) for g in match.groups())
-    return d * 86400 + h * 3600 + m * 60 + s
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise ScenarioError(f"{where}: {text!r} is not a duration like 7d, 1d8h, 90m or 30s") from None
 
 
 @dataclass(frozen=True)
