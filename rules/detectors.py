@@ -22,7 +22,7 @@ import pandas as pd
 
 from lykta.durations import parse_duration
 from rules.errors import RuleFileError
-from simulators.sun import is_dark
+from simulators.sun import dark_mask
 
 Frame = pd.DataFrame
 Conditions = pd.DataFrame  # columns: asset_id, t, bad (float: 1.0, 0.0 or NaN)
@@ -102,9 +102,9 @@ def _result(asset_ids: Any, times: Any, bad: Any) -> Conditions:
 
 
 def _dark(assets: pd.DataFrame, asset_ids: pd.Series, times: pd.Series, shift: float = 0.0) -> np.ndarray:
-    lat = assets["lat"].reindex(asset_ids).to_numpy()
-    lon = assets["lon"].reindex(asset_ids).to_numpy()
-    return np.array([is_dark(a, o, t + shift) for a, o, t in zip(lat, lon, times.to_numpy(), strict=True)], dtype=bool)
+    lat = assets["lat"].reindex(asset_ids).to_numpy(dtype=float)
+    lon = assets["lon"].reindex(asset_ids).to_numpy(dtype=float)
+    return dark_mask(lat, lon, times.to_numpy(dtype=float) + shift)
 
 
 # -- generic ---------------------------------------------------------------------------------------------
@@ -168,17 +168,20 @@ def cycling(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Conditions
     open from one night to the next instead of closing every morning.
     """
     sub = frame[frame["metric"] == "switch_count"].sort_values(["asset_id", "t"])
-    out = []
-    for asset_id, group in sub.groupby("asset_id", sort=False):
-        t = group["t"].to_numpy()
-        v = group["value"].to_numpy()
-        start = np.searchsorted(t, t - p["window"], side="left")
-        covered = t - t[start] >= p["window"] * 0.75
-        switches = v - v[start]
-        dark = _dark(assets, group["asset_id"], group["t"])
-        bad = np.where(switches >= p["min_switches"], 1.0, np.where(covered & dark & (switches <= 2), 0.0, np.nan))
-        out.append(_result([asset_id] * len(t), t, bad))
-    return pd.concat(out) if out else _result([], [], [])
+    if sub.empty:
+        return _result([], [], [])
+    t = sub["t"].to_numpy(dtype=float)
+    v = sub["value"].to_numpy(dtype=float)
+    codes = pd.factorize(sub["asset_id"])[0].astype(float)
+    # one sorted key for all assets: searching t - window never leaves the asset's own rows
+    span = float(t.max() - t.min()) + p["window"] + 1.0
+    key = codes * 2 * span + (t - t.min())
+    start = np.searchsorted(key, key - p["window"], side="left")
+    covered = t - t[start] >= p["window"] * 0.75
+    switches = v - v[start]
+    dark = _dark(assets, sub["asset_id"], sub["t"])
+    bad = np.where(switches >= p["min_switches"], 1.0, np.where(covered & dark & (switches <= 2), 0.0, np.nan))
+    return _result(sub["asset_id"].to_numpy(), t, bad)
 
 
 def power_deviation(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Conditions:

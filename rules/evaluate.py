@@ -61,26 +61,37 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def runs(conditions: pd.DataFrame) -> pd.DataFrame:
+    """The current run of each asset: its last known condition (``bad``) and since when it has held.
+
+    Unknown conditions continue the previous state; an asset with no known condition has no run.
+    """
+    if conditions.empty:
+        return pd.DataFrame({"asset_id": [], "bad": [], "since": []})
+    frame = conditions.sort_values(["asset_id", "t"], kind="stable")
+    flags = frame.groupby("asset_id", sort=False)["bad"].ffill().to_numpy(dtype=float)
+    known = ~np.isnan(flags)
+    ids = frame["asset_id"].to_numpy()[known]
+    times = frame["t"].to_numpy(dtype=float)[known]
+    flags = flags[known]
+    if len(ids) == 0:
+        return pd.DataFrame({"asset_id": [], "bad": [], "since": []})
+    first = np.r_[True, ids[1:] != ids[:-1]]
+    change = first | np.r_[True, flags[1:] != flags[:-1]]
+    since = pd.Series(np.where(change, times, np.nan)).ffill().to_numpy()
+    last = np.r_[first[1:], True]
+    return pd.DataFrame({"asset_id": ids[last], "bad": flags[last], "since": since[last]})
+
+
 def verdicts(conditions: pd.DataFrame, as_of: float, hold_s: float, clear_s: float) -> list[Verdict]:
     """The state of each asset at ``as_of`` from its conditions, with the rule's durations."""
+    current = runs(conditions)
     out: list[Verdict] = []
-    if conditions.empty:
-        return out
-    frame = conditions.sort_values(["asset_id", "t"])
-    for asset_id, group in frame.groupby("asset_id", sort=False):
-        flags = group["bad"].ffill().to_numpy()
-        times = group["t"].to_numpy()
-        known = ~np.isnan(flags)
-        if not known.any():
-            continue
-        flags, times = flags[known], times[known]
-        last = flags[-1]
-        changes = np.nonzero(flags != last)[0]
-        start = times[changes[-1] + 1] if len(changes) else times[0]
-        if last == 1.0 and as_of - start >= hold_s:
-            out.append(Verdict(str(asset_id), True, float(start), {"since": _iso(float(start))}))
-        elif last == 0.0 and as_of - start >= clear_s:
-            out.append(Verdict(str(asset_id), False, float(start), {"since": _iso(float(start))}))
+    for asset_id, bad, since in zip(current["asset_id"], current["bad"], current["since"], strict=True):
+        if bad == 1.0 and as_of - since >= hold_s:
+            out.append(Verdict(str(asset_id), True, float(since), {"since": _iso(float(since))}))
+        elif bad == 0.0 and as_of - since >= clear_s:
+            out.append(Verdict(str(asset_id), False, float(since), {"since": _iso(float(since))}))
     return out
 
 
@@ -116,6 +127,7 @@ class FindingStore(Protocol):
     def opened(self, finding: Finding) -> None: ...
     def kept(self, finding: Finding, last_seen: float, evidence: dict[str, Any]) -> None: ...
     def cleared(self, finding: Finding, cleared_at: float) -> None: ...
+    def flush(self) -> None: ...
 
 
 class DatabaseStore:
@@ -123,6 +135,7 @@ class DatabaseStore:
 
     def __init__(self, conn: psycopg.Connection) -> None:
         self.conn = conn
+        self.touches: list[tuple[int, float, dict[str, Any]]] = []
 
     def open_for(self) -> dict[tuple[str, str, str], Finding]:
         return store.open_findings(self.conn)
@@ -132,11 +145,17 @@ class DatabaseStore:
 
     def kept(self, finding: Finding, last_seen: float, evidence: dict[str, Any]) -> None:
         if finding.finding_id is not None:
-            store.touch_finding(self.conn, finding.finding_id, last_seen, evidence)
+            self.touches.append((finding.finding_id, last_seen, evidence))
 
     def cleared(self, finding: Finding, cleared_at: float) -> None:
         if finding.finding_id is not None:
+            self.flush()
             store.clear_finding(self.conn, finding.finding_id, cleared_at)
+
+    def flush(self) -> None:
+        """Write the findings seen again, in one statement."""
+        store.touch_findings(self.conn, self.touches)
+        self.touches = []
 
 
 class MemoryStore:
@@ -158,6 +177,9 @@ class MemoryStore:
     def cleared(self, finding: Finding, cleared_at: float) -> None:
         finding.cleared_at = max(finding.observed_at, cleared_at)
 
+    def flush(self) -> None:
+        """Nothing to write."""
+
 
 @dataclass
 class Outcome:
@@ -171,6 +193,65 @@ def _lookback(rules: Iterable[Rule]) -> float:
     return max(MIN_LOOKBACK_S, max((r.hold_s + r.clear_s for r in rules), default=0.0) + extra + 3600)
 
 
+def ref(tenant_id: str, asset_id: str) -> str:
+    """An asset's key inside an evaluation: asset ids are unique per tenant only (tenant ids have no '/')."""
+    return f"{tenant_id}/{asset_id}"
+
+
+class AssetTable:
+    """The assets of one evaluation, keyed by :func:`ref`: rows, a frame for the detectors, devices, parents."""
+
+    def __init__(
+        self,
+        everything: list[dict[str, Any]],
+        shard: Shard,
+        *,
+        skip: set[int] | None = None,
+        only: set[int] | None = None,
+    ) -> None:
+        """The shard's assets; without the devices in ``skip``; with ``only``: the assets of these devices."""
+        skip = skip or set()
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.parents: dict[str, str | None] = {}
+        for a in everything:
+            r = ref(a["tenant_id"], a["asset_id"])
+            self.parents[r] = ref(a["tenant_id"], a["parent_id"]) if a["parent_id"] else None
+            key = a["device_key"]
+            wanted = key not in skip if only is None else key in only
+            if shard.owns(a["device_id"]) and wanted and r not in self.rows:
+                self.rows[r] = a
+        self.by_key = {a["device_key"]: r for r, a in self.rows.items() if a["device_key"] is not None}
+        table = pd.DataFrame(list(self.rows.values()))
+        if table.empty:
+            self.table = pd.DataFrame(columns=["kind", "lat", "lon", "rated_power_w", "parent_id"])
+        else:
+            table.index = pd.Index(list(self.rows), name="asset_id")
+            table["parent_id"] = [self.parents[r] for r in self.rows]
+            self.table = table
+
+    def chosen(self, rule: Rule) -> list[str]:
+        """The assets (with a device) a rule applies to."""
+        t = self.table
+        if t.empty:
+            return []
+        mask = t["device_key"].notna().to_numpy().copy()
+        a = rule.applies_to
+        if a.kind is not None:
+            mask &= (t["kind"] == a.kind).to_numpy()
+        if a.district is not None:
+            mask &= (t["district"] == a.district).to_numpy()
+        if a.maintenance_area is not None:
+            mask &= (t["maintenance_area"] == a.maintenance_area).to_numpy()
+        if a.min_criticality is not None:
+            mask &= (t["criticality"].fillna(2).astype(int) >= a.min_criticality).to_numpy()
+        return list(t.index[mask])
+
+    def frame(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Readings by device key (``device_key, t, metric, value``) with the asset ref of each device."""
+        rows["asset_id"] = rows["device_key"].map(self.by_key)
+        return rows[rows["asset_id"].notna()]
+
+
 def evaluate(
     conn: psycopg.Connection,
     rules: list[Rule],
@@ -179,61 +260,77 @@ def evaluate(
     *,
     shard: Shard = Shard(),
     tenant_id: str | None = None,
+    only: set[int] | None = None,
 ) -> Outcome:
-    """Evaluate every rule as of ``as_of`` (device time) for the shard's assets and reconcile the findings."""
-    everything = store.load_assets(conn, tenant_id)
-    assets = [a for a in everything if shard.owns(a["device_id"])]
-    by_key = {a["device_key"]: a for a in assets if a["device_key"] is not None}
+    """Evaluate every rule as of ``as_of`` (device time) for the shard's assets and reconcile the findings.
+
+    Reads the whole window a rule needs (its durations and detector window): simple and independent of earlier
+    evaluations, used for one-off looks, backtests and devices with late data. ``only``: these devices only.
+    """
+    return evaluate_with_runs(conn, rules, as_of, findings, shard=shard, tenant_id=tenant_id, only=only)[0]
+
+
+def evaluate_with_runs(
+    conn: psycopg.Connection,
+    rules: list[Rule],
+    as_of: float,
+    findings: FindingStore,
+    *,
+    shard: Shard = Shard(),
+    tenant_id: str | None = None,
+    only: set[int] | None = None,
+) -> tuple[Outcome, dict[tuple[str, str], pd.DataFrame]]:
+    """:func:`evaluate`, also returning the runs of every rule by (rule id, tenant/asset ref)."""
+    assets = AssetTable(store.load_assets(conn, tenant_id), shard, only=only)
     lookback = _lookback(rules)
     start = as_of - lookback
     metrics = sorted({m for r in rules for m in DETECTORS[r.detector].metrics(r.params)})
-    rows = store.load_window(conn, list(by_key), metrics, start, as_of)
-    frame = pd.DataFrame(rows, columns=["device_key", "t", "metric", "value"])
-    frame["asset_id"] = frame["device_key"].map({k: a["asset_id"] for k, a in by_key.items()})
-    table = pd.DataFrame(assets).drop_duplicates("asset_id").set_index("asset_id") if assets else pd.DataFrame()
+    keys = None if shard.count == 1 and only is None else list(assets.by_key)
+    frame = assets.frame(store.load_recent(conn, keys, dict.fromkeys(metrics, start), as_of))
     open_now = findings.open_for()
     outcome = Outcome()
     times: dict[str, list[float]] | None = None
-    results: list[tuple[Rule, list[Verdict], list[dict[str, Any]]]] = []
+    results: list[tuple[Rule, list[Verdict], list[str]]] = []
+    all_runs: dict[tuple[str, str], pd.DataFrame] = {}
     for rule in rules:
-        chosen = [a for a in assets if rule.applies_to.matches(a) and a["device_key"] is not None]
+        chosen = assets.chosen(rule)
         if not chosen:
             continue
-        ids = {a["asset_id"] for a in chosen}
         if rule.detector == "absence":
             if times is None:
                 times = {}
-                for key, t in store.reading_times(conn, list(by_key), start, as_of):
-                    times.setdefault(by_key[key]["asset_id"], []).append(t)
+                for key, t in store.reading_times(conn, list(assets.by_key), start, as_of):
+                    times.setdefault(assets.by_key[key], []).append(t)
             result = silence(
                 times,
-                {a["asset_id"]: float(a["interval_s"]) for a in chosen},
+                {r: float(assets.rows[r]["interval_s"]) for r in chosen},
                 as_of,
                 start,
                 float(rule.params["intervals"]),
-                {a["asset_id"] for a in chosen if a["last_seen"] is not None},
+                {r for r in chosen if assets.rows[r]["last_seen"] is not None},
             )
         else:
-            sub = frame[frame["asset_id"].isin(ids)]
-            conditions = DETECTORS[rule.detector].run(sub, table, rule.params)
+            sub = frame[frame["asset_id"].isin(set(chosen))]
+            conditions = DETECTORS[rule.detector].run(sub, assets.table, rule.params)
+            all_runs[rule.id, ""] = runs(conditions)
             result = verdicts(conditions, as_of, rule.hold_s, rule.clear_s)
         results.append((rule, result, chosen))
-    dark_cabinets = _without_supply(results, open_now)
-    parents = {a["asset_id"]: a["parent_id"] for a in everything}
-    for rule, result, chosen in results:
+    dark_cabinets = _without_supply([(r, v) for r, v, _ in results], open_now, assets)
+    for rule, result, _ in results:
         if rule.detector == "absence" and dark_cabinets:
             # a device below a cabinet without supply is silent because of the cabinet: not a finding of its own
-            result = [v for v in result if not (v.fault and cabinet_of(v.asset_id, parents) in dark_cabinets)]  # noqa: PLW2901
-        _reconcile(rule, result, {a["asset_id"]: a for a in chosen}, as_of, open_now, findings, outcome)
-    return outcome
+            result = [v for v in result if not (v.fault and cabinet_of(v.asset_id, assets.parents) in dark_cabinets)]  # noqa: PLW2901
+        _reconcile(rule, result, assets, as_of, open_now, findings, outcome)
+    findings.flush()
+    return outcome, all_runs
 
 
 def _without_supply(
-    results: list[tuple[Rule, list[Verdict], list[dict[str, Any]]]], open_now: dict[tuple[str, str, str], Finding]
+    results: list[tuple[Rule, list[Verdict]]], open_now: dict[tuple[str, str, str], Finding], assets: AssetTable
 ) -> set[str]:
-    """Cabinets whose supply is lost now (this evaluation) or still open as a finding."""
-    lost = {f.asset_id for f in open_now.values() if f.fault == "supplyLoss"}
-    for rule, result, _ in results:
+    """Cabinets (refs) whose supply is lost now (this evaluation) or still open as a finding."""
+    lost = {ref(f.tenant_id, f.asset_id) for f in open_now.values() if f.fault == "supplyLoss"}
+    for rule, result in results:
         if rule.detector == "supply_loss":
             lost |= {v.asset_id for v in result if v.fault}
             lost -= {v.asset_id for v in result if not v.fault}
@@ -254,33 +351,20 @@ def cabinet_of(asset_id: str, parents: dict[str, str | None]) -> str:
 def _reconcile(  # noqa: PLR0917 - one call site, all of it the state of one rule
     rule: Rule,
     result: list[Verdict],
-    assets: dict[str, dict[str, Any]],
+    assets: AssetTable,
     as_of: float,
     open_now: dict[tuple[str, str, str], Finding],
     findings: FindingStore,
     outcome: Outcome,
 ) -> None:
     for v in result:
-        asset = assets[v.asset_id]
-        key = (asset["tenant_id"], v.asset_id, rule.id)
+        asset = assets.rows[v.asset_id]
+        key = (asset["tenant_id"], asset["asset_id"], rule.id)
         current = open_now.get(key)
         evidence = {**v.evidence, "rule": rule.id, "detector": rule.detector, "as_of": _iso(as_of)}
         if v.fault:
             if current is None:
-                finding = Finding(
-                    tenant_id=asset["tenant_id"],
-                    asset_id=v.asset_id,
-                    device_id=asset["device_id"],
-                    rule_id=rule.id,
-                    fault=rule.fault,
-                    severity=rule.severity,
-                    observed_at=v.since,
-                    last_seen=as_of,
-                    detected_at=as_of,
-                    evidence=evidence,
-                )
-                findings.opened(finding)
-                open_now[key] = finding
+                open_finding(rule, asset, v.since, as_of, evidence, open_now, findings)
                 outcome.opened += 1
             else:
                 findings.kept(current, as_of, evidence)
@@ -289,3 +373,29 @@ def _reconcile(  # noqa: PLR0917 - one call site, all of it the state of one rul
             findings.cleared(current, v.since)
             del open_now[key]
             outcome.cleared += 1
+
+
+def open_finding(  # noqa: PLR0917 - the parts of one new finding
+    rule: Rule,
+    asset: dict[str, Any],
+    since: float,
+    as_of: float,
+    evidence: dict[str, Any],
+    open_now: dict[tuple[str, str, str], Finding],
+    findings: FindingStore,
+) -> Finding:
+    finding = Finding(
+        tenant_id=asset["tenant_id"],
+        asset_id=asset["asset_id"],
+        device_id=asset["device_id"],
+        rule_id=rule.id,
+        fault=rule.fault,
+        severity=rule.severity,
+        observed_at=since,
+        last_seen=as_of,
+        detected_at=as_of,
+        evidence=evidence,
+    )
+    findings.opened(finding)
+    open_now[asset["tenant_id"], asset["asset_id"], rule.id] = finding
+    return finding

@@ -114,8 +114,8 @@ def backfill(
             }
             episodes = replay_silence({a: np.array(v) for a, v in times.items()}, limits, end)
         else:
-            rows = rule_store.load_window(conn, keys, DETECTORS[rule.detector].metrics(rule.params), start - 1, end)
-            frame = pd.DataFrame(rows, columns=["device_key", "t", "metric", "value"])
+            metrics = DETECTORS[rule.detector].metrics(rule.params)
+            frame = rule_store.load_recent(conn, keys, dict.fromkeys(metrics, start - 1), end)
             frame["asset_id"] = frame["device_key"].map({k: a["asset_id"] for k, a in by_key.items()})
             episodes = replay(DETECTORS[rule.detector].run(frame, table, rule.params), rule.hold_s, rule.clear_s)
         found += [(rule, chosen[e.asset_id], e) for e in episodes if e.asset_id in chosen]

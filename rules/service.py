@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import signal
 import time
@@ -12,7 +13,8 @@ from pathlib import Path
 import psycopg
 
 from rules import definitions
-from rules.evaluate import DatabaseStore, MemoryStore, Outcome, Shard, evaluate
+from rules.evaluate import AssetTable, DatabaseStore, MemoryStore, Outcome, Shard, evaluate, evaluate_with_runs
+from rules.incremental import Step, states_from_runs
 from storage import rules as store
 from storage.rules import Finding
 
@@ -34,32 +36,69 @@ def run_once(url: str, rule_files: list[Path], as_of: float, shard: Shard) -> Ou
 
 
 def run_cycle(url: str, rule_files: list[Path], now: float, shard: Shard, step_s: float = STEP_S) -> Outcome:
-    """Evaluate up to ``now``: from where the last cycle stopped, or from the oldest device time of data that
-    arrived since, in steps of ``step_s``; then record how far it got. Restarts resume from the database."""
+    """Evaluate up to ``now`` and record how far it got; restarts resume from the database.
+
+    The first cycle (or one after more than two days away) evaluates the whole window of each rule and keeps
+    the resulting states. Later cycles fold in what arrived since the previous one (rules/incremental.py), in
+    steps of ``step_s`` while catching up. Devices with late data (received since the previous cycle, with
+    device times it had already evaluated) are evaluated again over their whole window from the oldest such
+    reading, and their states rebuilt.
+    """
     rules = definitions.load(rule_files)
     total = Outcome()
     with psycopg.connect(url) as conn, conn.transaction():
         done = store.progress(conn, shard.label)
-        steps = [now]
-        received = None
-        if done is not None:
-            evaluated_to, received_upto = done
-            start = evaluated_to
-            late, received = store.late_data(conn, received_upto or 0.0, evaluated_to)
-            if late is not None:
-                start = min(start, late)
-            start = max(start, now - MAX_CATCH_UP_S)
-            steps = _steps(start, now, step_s)
-        else:
+        findings = DatabaseStore(conn)
+        everything = store.load_assets(conn)
+        if done is None or done[0] < now - MAX_CATCH_UP_S:
             _, received = store.late_data(conn, 0.0, now)
-        store_ = DatabaseStore(conn)
-        for t in steps:
-            outcome = evaluate(conn, rules, t, store_, shard=shard)
-            total.opened += outcome.opened
-            total.kept += outcome.kept
-            total.cleared += outcome.cleared
-        store.save_progress(conn, shard.label, now, received)
+            _add(total, _full(conn, rules, now, findings, AssetTable(everything, shard), shard, None))
+        else:
+            evaluated_to, received_upto = done
+            late, received = store.late_devices(conn, received_upto or 0.0, evaluated_to)
+            owned = AssetTable(everything, shard).by_key
+            late = {k: t for k, t in late.items() if k in owned}
+            step = Step(
+                conn,
+                rules,
+                AssetTable(everything, shard, skip=set(late)),
+                store.load_states(conn),
+                findings,
+                every_device=shard.count == 1,
+            )
+            if now > evaluated_to:
+                for t0, t1 in itertools.pairwise([evaluated_to, *_steps(evaluated_to, now, step_s)]):
+                    step.run(t0, t1, total)
+            step.save()
+            if late:
+                only = set(late)
+                start = max(min(late.values()), now - MAX_CATCH_UP_S)
+                assets = AssetTable(everything, shard, only=only)
+                for t in _steps(start, now, step_s)[:-1]:
+                    _add(total, evaluate(conn, rules, t, findings, shard=shard, only=only))
+                _add(total, _full(conn, rules, now, findings, assets, shard, only))
+        store.save_progress(conn, shard.label, max(now, done[0] if done else now), received)
     return total
+
+
+def _full(  # noqa: PLR0917 - one full-window evaluation and the states it implies
+    conn: psycopg.Connection,
+    rules: list[definitions.Rule],
+    as_of: float,
+    findings: DatabaseStore,
+    assets: AssetTable,
+    shard: Shard,
+    only: set[int] | None,
+) -> Outcome:
+    outcome, runs = evaluate_with_runs(conn, rules, as_of, findings, shard=shard, only=only)
+    store.save_states(conn, states_from_runs(rules, runs, assets, findings.open_for()))
+    return outcome
+
+
+def _add(total: Outcome, outcome: Outcome) -> None:
+    total.opened += outcome.opened
+    total.kept += outcome.kept
+    total.cleared += outcome.cleared
 
 
 def _steps(start: float, end: float, step: float) -> list[float]:

@@ -5,13 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from functools import lru_cache
 
+import numpy as np
 from astral import Observer
 from astral.sun import dawn, dusk, elevation
 
 CIVIL_DEPRESSION = 6.0
+PLACE_DECIMALS = 2
+"""Positions are rounded to 0.01 degree (about 1 km): dawn and dusk move by seconds across such a cell, and a
+city of 100,000 lamps needs a few hundred sun computations a day instead of one per lamp."""
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=262_144)
 def _day(lat: float, lon: float, day: dt.date) -> tuple[float, float] | bool:
     """(dawn, dusk) in epoch seconds for the solar day ``day``; True: dark all day; False: never dark."""
     observer = Observer(latitude=lat, longitude=lon)
@@ -32,7 +36,7 @@ def solar_date(lon: float, t: float) -> dt.date:
 
 def is_dark(lat: float, lon: float, t: float) -> bool:
     """True between civil dusk and civil dawn at (lat, lon) at epoch time ``t``."""
-    day = _day(round(lat, 3), round(lon, 3), solar_date(lon, t))
+    day = _day(round(lat, PLACE_DECIMALS), round(lon, PLACE_DECIMALS), solar_date(lon, t))
     if isinstance(day, bool):
         return day
     dawn_t, dusk_t = day
@@ -41,5 +45,31 @@ def is_dark(lat: float, lon: float, t: float) -> bool:
 
 def switch_times(lat: float, lon: float, day: dt.date) -> tuple[float, float] | None:
     """(civil dawn, civil dusk) of a solar day, or None in polar day or night."""
-    result = _day(round(lat, 3), round(lon, 3), day)
+    result = _day(round(lat, PLACE_DECIMALS), round(lon, PLACE_DECIMALS), day)
     return None if isinstance(result, bool) else result
+
+
+def dark_mask(lat: np.ndarray, lon: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """:func:`is_dark` over arrays, one sun computation per place and solar day (no position: not dark)."""
+    lat = np.round(np.asarray(lat, dtype=float), PLACE_DECIMALS)
+    lon = np.round(np.asarray(lon, dtype=float), PLACE_DECIMALS)
+    t = np.asarray(t, dtype=float)
+    out = np.zeros(len(t), dtype=bool)
+    placed = ~(np.isnan(lat) | np.isnan(lon) | np.isnan(t))
+    if not placed.any():
+        return out
+    la, lo, tt = lat[placed], lon[placed], t[placed]
+    days = np.floor((tt + lo / 15 * 3600) / 86400).astype(np.int64)
+    cells = np.stack([la, lo, days.astype(float)], axis=1)
+    unique, inverse = np.unique(cells, axis=0, return_inverse=True)
+    dawn = np.empty(len(unique))
+    dusk = np.empty(len(unique))
+    for n, (a, o, d) in enumerate(unique):
+        result = _day(float(a), float(o), dt.date(1970, 1, 1) + dt.timedelta(days=int(d)))
+        if isinstance(result, bool):  # polar night: dark all day (dawn after dusk); polar day: never dark
+            dawn[n], dusk[n] = (np.inf, -np.inf) if result else (-np.inf, np.inf)
+        else:
+            dawn[n], dusk[n] = result
+    inverse = inverse.reshape(-1)
+    out[placed] = (tt < dawn[inverse]) | (tt >= dusk[inverse])
+    return out

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -39,34 +41,6 @@ def load_assets(conn: psycopg.Connection, tenant_id: str | None = None) -> list[
         "last_seen",
     )
     return [dict(zip(keys, row, strict=True)) for row in rows]
-
-
-def load_window(
-    conn: psycopg.Connection, device_keys: Sequence[int], metrics: Sequence[str], start: float, end: float
-) -> list[tuple[int, float, str, float]]:
-    """(device key, device epoch, metric, value) with start < device time <= end; events as ``event:<name>``."""
-    if not device_keys:
-        return []
-    names = [m for m in metrics if not m.startswith("event:")]
-    events = [m.removeprefix("event:") for m in metrics if m.startswith("event:")]
-    out: list[tuple[int, float, str, float]] = []
-    if names:
-        out += conn.execute(
-            """SELECT t.device_key, extract(epoch FROM t.device_time)::float8, m.name, t.value
-               FROM telemetry t JOIN metrics m USING (metric_id)
-               WHERE t.device_key = ANY(%s) AND m.name = ANY(%s)
-                 AND t.device_time > to_timestamp(%s) AND t.device_time <= to_timestamp(%s)""",
-            (list(device_keys), names, start, end),
-        ).fetchall()
-    if events:
-        out += conn.execute(
-            """SELECT device_key, extract(epoch FROM device_time)::float8, 'event:' || event, coalesce(value, 1)
-               FROM device_events
-               WHERE device_key = ANY(%s) AND event = ANY(%s)
-                 AND device_time > to_timestamp(%s) AND device_time <= to_timestamp(%s)""",
-            (list(device_keys), events, start, end),
-        ).fetchall()
-    return out
 
 
 def reading_times(
@@ -162,14 +136,6 @@ def finding_exists(conn: psycopg.Connection, tenant_id: str, asset_id: str, rule
     return row is not None
 
 
-def touch_finding(conn: psycopg.Connection, finding_id: int, last_seen: float, evidence: dict[str, Any]) -> None:
-    conn.execute(
-        """UPDATE findings SET last_seen = greatest(last_seen, to_timestamp(%s)), evidence = %s, updated_at = now()
-           WHERE finding_id = %s AND status = 'open'""",
-        (last_seen, Jsonb(evidence), finding_id),
-    )
-
-
 def clear_finding(conn: psycopg.Connection, finding_id: int, cleared_at: float) -> None:
     conn.execute(
         """UPDATE findings SET status = 'cleared', cleared_at = greatest(observed_at, to_timestamp(%s)),
@@ -215,3 +181,163 @@ def late_data(
     if row is None:
         return None, None
     return (None if row[0] is None else float(row[0])), (None if row[1] is None else float(row[1]))
+
+
+# -- incremental evaluation ----------------------------------------------------------------------------------
+
+StateKey = tuple[str, str, str]
+"""(tenant, asset, rule)"""
+
+
+def load_states(conn: psycopg.Connection) -> dict[StateKey, tuple[float, float]]:
+    """(1.0 fault / 0.0 no fault, since) of each asset and rule that carries a state."""
+    rows = conn.execute(
+        "SELECT tenant_id, asset_id, rule_id, bad, extract(epoch FROM since)::float8 FROM rule_states"
+    ).fetchall()
+    return {(r[0], r[1], r[2]): (1.0 if r[3] else 0.0, float(r[4])) for r in rows}
+
+
+def save_states(conn: psycopg.Connection, changed: dict[StateKey, tuple[float, float] | None]) -> None:
+    """Write changed states; None removes a state that no longer matters."""
+    upserts = [(k, v) for k, v in changed.items() if v is not None]
+    gone = [k for k, v in changed.items() if v is None]
+    if upserts:
+        conn.execute(
+            """INSERT INTO rule_states (tenant_id, asset_id, rule_id, bad, since)
+               SELECT t, a, r, b, to_timestamp(s) FROM unnest(%s::text[], %s::text[], %s::text[], %s::bool[],
+                                                              %s::float8[]) AS u(t, a, r, b, s)
+               ON CONFLICT (tenant_id, asset_id, rule_id) DO UPDATE SET bad = EXCLUDED.bad, since = EXCLUDED.since""",
+            (
+                [k[0] for k, _ in upserts],
+                [k[1] for k, _ in upserts],
+                [k[2] for k, _ in upserts],
+                [v[0] == 1.0 for _, v in upserts],
+                [v[1] for _, v in upserts],
+            ),
+        )
+    if gone:
+        conn.execute(
+            """DELETE FROM rule_states s USING unnest(%s::text[], %s::text[], %s::text[]) AS u(t, a, r)
+               WHERE s.tenant_id = u.t AND s.asset_id = u.a AND s.rule_id = u.r""",
+            ([k[0] for k in gone], [k[1] for k in gone], [k[2] for k in gone]),
+        )
+
+
+def load_recent(
+    conn: psycopg.Connection, device_keys: Sequence[int] | None, starts: dict[str, float], end: float
+) -> pd.DataFrame:
+    """Readings with ``starts[metric] < device time <= end`` as a frame (device_key, t, metric, value); each
+    metric has its own start, so a detector that looks back two hours does not make every metric do so.
+    ``device_keys`` None: every device. Streamed as CSV, which pandas parses in C."""
+    names = [m for m in starts if not m.startswith("event:")]
+    events = [m.removeprefix("event:") for m in starts if m.startswith("event:")]
+    parts = []
+    keys = None if device_keys is None else list(device_keys)
+    if names:
+        parts.append(
+            _copy_frame(
+                conn,
+                """COPY (SELECT t.device_key, extract(epoch FROM t.device_time)::float8, m.name, t.value
+                         FROM telemetry t
+                         JOIN metrics m USING (metric_id)
+                         JOIN unnest(%s::text[], %s::float8[]) AS w(name, since) ON w.name = m.name
+                         WHERE t.device_time > to_timestamp(%s) AND t.device_time <= to_timestamp(%s)
+                           AND t.device_time > to_timestamp(w.since)
+                           AND (%s::bigint[] IS NULL OR t.device_key = ANY(%s::bigint[])))
+                   TO STDOUT (FORMAT csv)""",
+                (names, [starts[n] for n in names], min(starts[n] for n in names), end, keys, keys),
+            )
+        )
+    if events:
+        parts.append(
+            _copy_frame(
+                conn,
+                """COPY (SELECT device_key, extract(epoch FROM device_time)::float8, 'event:' || event,
+                                coalesce(value, 1)
+                         FROM device_events
+                         WHERE event = ANY(%s) AND device_time > to_timestamp(%s) AND device_time <= to_timestamp(%s)
+                           AND (%s::bigint[] IS NULL OR device_key = ANY(%s::bigint[])))
+                   TO STDOUT (FORMAT csv)""",
+                (events, min(starts["event:" + e] for e in events), end, keys, keys),
+            )
+        )
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return pd.DataFrame(
+            {
+                "device_key": pd.Series(dtype="int64"),
+                "t": pd.Series(dtype=float),
+                "metric": pd.Series(dtype=object),
+                "value": pd.Series(dtype=float),
+            }
+        )
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def _copy_frame(conn: psycopg.Connection, statement: str, params: Sequence[Any]) -> pd.DataFrame:
+    buffer = io.BytesIO()
+    with conn.cursor() as cur, cur.copy(statement, params) as copy:
+        for chunk in copy:
+            buffer.write(chunk)
+    buffer.seek(0)
+    return pd.read_csv(
+        buffer,
+        header=None,
+        names=["device_key", "t", "metric", "value"],
+        dtype={"device_key": "int64", "t": "float64", "metric": "object", "value": "float64"},
+    )
+
+
+def heard_between(conn: psycopg.Connection, start: float, end: float) -> dict[int, tuple[float, float]]:
+    """(first, last) receive time of each device heard in start < received <= end."""
+    rows = conn.execute(
+        """SELECT device_key, extract(epoch FROM min(received_at))::float8, extract(epoch FROM max(received_at))::float8
+           FROM telemetry WHERE received_at > to_timestamp(%s) AND received_at <= to_timestamp(%s)
+           GROUP BY device_key""",
+        (start, end),
+    ).fetchall()
+    return {int(r[0]): (float(r[1]), float(r[2])) for r in rows}
+
+
+def last_heard(conn: psycopg.Connection, device_keys: Iterable[int], before: float) -> dict[int, float]:
+    """The last receive time at or before ``before`` of each device (devices never heard: absent)."""
+    keys = list(device_keys)
+    if not keys:
+        return {}
+    rows = conn.execute(
+        """SELECT k, extract(epoch FROM (SELECT max(received_at) FROM telemetry t
+                                         WHERE t.device_key = k AND t.received_at <= to_timestamp(%s)))::float8
+           FROM unnest(%s::bigint[]) AS k""",
+        (before, keys),
+    ).fetchall()
+    return {int(r[0]): float(r[1]) for r in rows if r[1] is not None}
+
+
+def late_devices(
+    conn: psycopg.Connection, received_after: float, device_time_before: float
+) -> tuple[dict[int, float], float | None]:
+    """Devices with readings received after ``received_after`` whose device time is before
+    ``device_time_before`` (late for a time already evaluated), with the earliest such device time; and the
+    latest receive time seen."""
+    rows = conn.execute(
+        """SELECT device_key, extract(epoch FROM min(device_time))::float8, extract(epoch FROM max(received_at))::float8
+           FROM telemetry WHERE received_at > to_timestamp(%s)
+           GROUP BY device_key""",
+        (received_after,),
+    ).fetchall()
+    late = {int(r[0]): float(r[1]) for r in rows if r[1] < device_time_before}
+    received = max((float(r[2]) for r in rows), default=None)
+    return late, received
+
+
+def touch_findings(conn: psycopg.Connection, touches: list[tuple[int, float, dict[str, Any]]]) -> None:
+    """Several open findings seen again: (finding id, last seen, evidence)."""
+    if not touches:
+        return
+    conn.execute(
+        """UPDATE findings f SET last_seen = greatest(f.last_seen, to_timestamp(u.s)), evidence = u.e,
+                  updated_at = now()
+           FROM unnest(%s::bigint[], %s::float8[], %s::jsonb[]) AS u(i, s, e)
+           WHERE f.finding_id = u.i AND f.status = 'open'""",
+        ([t[0] for t in touches], [t[1] for t in touches], [Jsonb(t[2]) for t in touches]),
+    )
