@@ -23,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -80,6 +81,8 @@ class Writer:
             self.keys = dict(conn.execute("SELECT device_id, device_key FROM devices").fetchall())
             self.metric_ids: dict[str, int] = dict(conn.execute("SELECT name, metric_id FROM metrics").fetchall())
         self.batch = IngestBatch()
+        self.pool = ThreadPoolExecutor(1)
+        self.pending: Future[None] | None = None
         self.messages = 0
         self.readings = 0
 
@@ -100,13 +103,20 @@ class Writer:
             self.flush()
 
     def flush(self) -> None:
+        """Write the batch in the background while the simulator makes the next one."""
+        self.wait()
         batch, self.batch = self.batch, IngestBatch()
 
         async def write() -> None:
             async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
                 await write_batch(conn, batch, "apache")
 
-        asyncio.run(write())
+        self.pending = self.pool.submit(asyncio.run, write())
+
+    def wait(self) -> None:
+        if self.pending is not None:
+            self.pending.result()
+            self.pending = None
 
 
 def main() -> None:
@@ -149,6 +159,7 @@ def main() -> None:
         for p in simulate(fleet, plan):
             while boundaries and p.t > boundaries[0]:
                 writer.flush()
+                writer.wait()
                 at = boundaries.pop(0)
                 label = "first cycle (whole windows)" if at == first else f"cycle to +{(at - first) / 60:.0f} min"
                 if at == first:
@@ -166,6 +177,7 @@ def main() -> None:
             if p.action == "publish":
                 writer.add(p.topic, p.payload, p.t, p.device_id)
         writer.flush()
+        writer.wait()
         while boundaries:
             at = boundaries.pop(0)
             t0 = time.monotonic()

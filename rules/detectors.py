@@ -89,7 +89,9 @@ def _wide(frame: Frame, metrics: list[str]) -> pd.DataFrame:
     sub = frame[frame["metric"].isin(metrics)]
     if sub.empty:
         return pd.DataFrame(columns=["asset_id", "t", *metrics])
-    wide = sub.pivot_table(index=["asset_id", "t"], columns="metric", values="value", aggfunc="last")
+    keyed = sub.drop_duplicates(["asset_id", "t", "metric"], keep="last").set_index(["asset_id", "t", "metric"])
+    wide = keyed["value"].unstack("metric")
+    wide.columns = [str(c) for c in wide.columns]
     wide = wide.reset_index()
     for m in metrics:
         if m not in wide.columns:

@@ -31,7 +31,8 @@ MIN_LOOKBACK_S = 3 * 3600.0
 
 @dataclass(frozen=True)
 class Verdict:
-    asset_id: str
+    asset_id: Any
+    """the asset's key in the conditions: its code in an :class:`AssetTable`, or any label"""
     fault: bool
     since: float
     evidence: dict[str, Any]
@@ -89,9 +90,9 @@ def verdicts(conditions: pd.DataFrame, as_of: float, hold_s: float, clear_s: flo
     out: list[Verdict] = []
     for asset_id, bad, since in zip(current["asset_id"], current["bad"], current["since"], strict=True):
         if bad == 1.0 and as_of - since >= hold_s:
-            out.append(Verdict(str(asset_id), True, float(since), {"since": _iso(float(since))}))
+            out.append(Verdict(asset_id, True, float(since), {"since": _iso(float(since))}))
         elif bad == 0.0 and as_of - since >= clear_s:
-            out.append(Verdict(str(asset_id), False, float(since), {"since": _iso(float(since))}))
+            out.append(Verdict(asset_id, False, float(since), {"since": _iso(float(since))}))
     return out
 
 
@@ -199,7 +200,8 @@ def ref(tenant_id: str, asset_id: str) -> str:
 
 
 class AssetTable:
-    """The assets of one evaluation, keyed by :func:`ref`: rows, a frame for the detectors, devices, parents."""
+    """The assets of one evaluation. Frames and verdicts name an asset by its code (0, 1, ...): integers group
+    and filter much faster than strings. ``refs``/``rows`` give each code's :func:`ref` and database row."""
 
     def __init__(
         self,
@@ -211,29 +213,31 @@ class AssetTable:
     ) -> None:
         """The shard's assets; without the devices in ``skip``; with ``only``: the assets of these devices."""
         skip = skip or set()
-        self.rows: dict[str, dict[str, Any]] = {}
+        self.refs: list[str] = []
+        self.rows: list[dict[str, Any]] = []
+        self.code: dict[str, int] = {}
         self.parents: dict[str, str | None] = {}
         for a in everything:
             r = ref(a["tenant_id"], a["asset_id"])
             self.parents[r] = ref(a["tenant_id"], a["parent_id"]) if a["parent_id"] else None
             key = a["device_key"]
             wanted = key not in skip if only is None else key in only
-            if shard.owns(a["device_id"]) and wanted and r not in self.rows:
-                self.rows[r] = a
-        self.by_key = {a["device_key"]: r for r, a in self.rows.items() if a["device_key"] is not None}
-        table = pd.DataFrame(list(self.rows.values()))
+            if shard.owns(a["device_id"]) and wanted and r not in self.code:
+                self.code[r] = len(self.refs)
+                self.refs.append(r)
+                self.rows.append(a)
+        self.by_key = {a["device_key"]: n for n, a in enumerate(self.rows) if a["device_key"] is not None}
+        table = pd.DataFrame(self.rows, columns=list(everything[0]) if everything else None)
         if table.empty:
-            self.table = pd.DataFrame(columns=["kind", "lat", "lon", "rated_power_w", "parent_id"])
-        else:
-            table.index = pd.Index(list(self.rows), name="asset_id")
-            table["parent_id"] = [self.parents[r] for r in self.rows]
-            self.table = table
+            table = pd.DataFrame(columns=["kind", "lat", "lon", "rated_power_w", "parent_id", "device_key"])
+        table.index = pd.RangeIndex(len(table), name="asset_id")
+        # the parent (for a streetlight: its circuit) as a code too; tenants never share one
+        table["parent_id"] = pd.factorize(pd.Series([self.parents[r] for r in self.refs], dtype=object))[0]
+        self.table = table
 
-    def chosen(self, rule: Rule) -> list[str]:
-        """The assets (with a device) a rule applies to."""
+    def chosen(self, rule: Rule) -> np.ndarray:
+        """A mask over the codes: the assets (with a device) the rule applies to."""
         t = self.table
-        if t.empty:
-            return []
         mask = t["device_key"].notna().to_numpy().copy()
         a = rule.applies_to
         if a.kind is not None:
@@ -244,12 +248,21 @@ class AssetTable:
             mask &= (t["maintenance_area"] == a.maintenance_area).to_numpy()
         if a.min_criticality is not None:
             mask &= (t["criticality"].fillna(2).astype(int) >= a.min_criticality).to_numpy()
-        return list(t.index[mask])
+        return mask
 
     def frame(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """Readings by device key (``device_key, t, metric, value``) with the asset ref of each device."""
-        rows["asset_id"] = rows["device_key"].map(self.by_key)
-        return rows[rows["asset_id"].notna()]
+        """Readings by device key (``device_key, t, metric, value``) with the asset code of each device."""
+        codes = rows["device_key"].map(self.by_key)
+        rows = rows[codes.notna()].copy()
+        rows["asset_id"] = codes[codes.notna()].astype(np.int64)
+        return rows
+
+    def select(self, frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
+        """The rows of ``frame`` whose asset is in ``mask``."""
+        if frame.empty:
+            return frame
+        chosen: pd.DataFrame = frame[mask[frame["asset_id"].to_numpy(dtype=np.int64)]]
+        return chosen
 
 
 def evaluate(
@@ -290,27 +303,29 @@ def evaluate_with_runs(
     open_now = findings.open_for()
     outcome = Outcome()
     times: dict[str, list[float]] | None = None
-    results: list[tuple[Rule, list[Verdict], list[str]]] = []
+    results: list[tuple[Rule, list[Verdict], list[int]]] = []
     all_runs: dict[tuple[str, str], pd.DataFrame] = {}
     for rule in rules:
-        chosen = assets.chosen(rule)
+        mask = assets.chosen(rule)
+        chosen = np.nonzero(mask)[0].tolist()
         if not chosen:
             continue
         if rule.detector == "absence":
             if times is None:
                 times = {}
                 for key, t in store.reading_times(conn, list(assets.by_key), start, as_of):
-                    times.setdefault(assets.by_key[key], []).append(t)
+                    times.setdefault(str(assets.by_key[key]), []).append(t)
             result = silence(
                 times,
-                {r: float(assets.rows[r]["interval_s"]) for r in chosen},
+                {str(c): float(assets.rows[c]["interval_s"]) for c in chosen},
                 as_of,
                 start,
                 float(rule.params["intervals"]),
-                {r for r in chosen if assets.rows[r]["last_seen"] is not None},
+                {str(c) for c in chosen if assets.rows[c]["last_seen"] is not None},
             )
+            result = [Verdict(int(v.asset_id), v.fault, v.since, v.evidence) for v in result]
         else:
-            sub = frame[frame["asset_id"].isin(set(chosen))]
+            sub = assets.select(frame, mask)
             conditions = DETECTORS[rule.detector].run(sub, assets.table, rule.params)
             all_runs[rule.id, ""] = runs(conditions)
             result = verdicts(conditions, as_of, rule.hold_s, rule.clear_s)
@@ -319,7 +334,11 @@ def evaluate_with_runs(
     for rule, result, _ in results:
         if rule.detector == "absence" and dark_cabinets:
             # a device below a cabinet without supply is silent because of the cabinet: not a finding of its own
-            result = [v for v in result if not (v.fault and cabinet_of(v.asset_id, assets.parents) in dark_cabinets)]  # noqa: PLW2901
+            result = [  # noqa: PLW2901
+                v
+                for v in result
+                if not (v.fault and cabinet_of(assets.refs[v.asset_id], assets.parents) in dark_cabinets)
+            ]
         _reconcile(rule, result, assets, as_of, open_now, findings, outcome)
     findings.flush()
     return outcome, all_runs
@@ -332,8 +351,8 @@ def _without_supply(
     lost = {ref(f.tenant_id, f.asset_id) for f in open_now.values() if f.fault == "supplyLoss"}
     for rule, result in results:
         if rule.detector == "supply_loss":
-            lost |= {v.asset_id for v in result if v.fault}
-            lost -= {v.asset_id for v in result if not v.fault}
+            lost |= {assets.refs[v.asset_id] for v in result if v.fault}
+            lost -= {assets.refs[v.asset_id] for v in result if not v.fault}
     return lost
 
 

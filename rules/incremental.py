@@ -84,18 +84,21 @@ class Step:
         open_now = self.findings.open_for()
         lost = {ref(f.tenant_id, f.asset_id) for f in open_now.values() if f.fault == "supplyLoss"}
         for rule in self.rules:
-            chosen = self.assets.chosen(rule)
+            mask = self.assets.chosen(rule)
+            chosen = np.nonzero(mask)[0].tolist()
             if not chosen:
                 continue
             if rule.detector == "absence":
                 self._silence(rule, chosen, t0, t1, open_now, lost, outcome)
                 continue
-            sub = frame[frame["asset_id"].isin(set(chosen))]
+            sub = self.assets.select(frame, mask)
             conditions = DETECTORS[rule.detector].run(sub, self.assets.table, rule.params)
             conditions = conditions[conditions["t"] > t0]
             self._fold(rule, conditions, set(chosen), t1, open_now, outcome)
             if rule.detector == "supply_loss":
-                lost |= {r for r in chosen if self.states.get(self._key(rule, r), (0.0, 0.0))[0] == 1.0}
+                lost |= {
+                    self.assets.refs[c] for c in chosen if self.states.get(self._key(rule, c), (0.0, 0.0))[0] == 1.0
+                }
         self.findings.flush()
 
     def save(self) -> None:
@@ -104,7 +107,7 @@ class Step:
 
     # -- state ------------------------------------------------------------------------------------------------
 
-    def _key(self, rule: Rule, r: str) -> StateKey:
+    def _key(self, rule: Rule, r: int) -> StateKey:
         asset = self.assets.rows[r]
         return (asset["tenant_id"], asset["asset_id"], rule.id)
 
@@ -123,21 +126,24 @@ class Step:
         self,
         rule: Rule,
         conditions: pd.DataFrame,
-        chosen: set[str],
+        chosen: set[int],
         t1: float,
         open_now: dict[StateKey, Finding],
         outcome: Outcome,
     ) -> None:
         """Fold the step's conditions into the state of each asset that could change (see the module doc)."""
-        faulty = set(conditions.loc[conditions["bad"] == 1.0, "asset_id"])
-        carried = {ref(k[0], k[1]) for k in (*self.states, *open_now) if k[2] == rule.id} & chosen
+        faulty = set(conditions.loc[conditions["bad"] == 1.0, "asset_id"].tolist())
+        carried = {
+            self.assets.code.get(ref(k[0], k[1]), -1) for k in (*self.states, *open_now) if k[2] == rule.id
+        } & chosen
+
         interesting = faulty | carried
         if not interesting:
             return
         rows = conditions[conditions["asset_id"].isin(interesting)].sort_values(["asset_id", "t"], kind="stable")
-        by_asset: dict[str, list[tuple[float, float]]] = {}
-        for r, t, bad in zip(rows["asset_id"], rows["t"].to_numpy(), rows["bad"].to_numpy(), strict=True):
-            if not np.isnan(bad):
+        by_asset: dict[int, list[tuple[float, float]]] = {}
+        for r, t, bad in zip(rows["asset_id"].tolist(), rows["t"].tolist(), rows["bad"].tolist(), strict=True):
+            if not math.isnan(bad):
                 by_asset.setdefault(r, []).append((float(t), float(bad)))
         for r in interesting:
             key = self._key(rule, r)
@@ -167,7 +173,7 @@ class Step:
     def _silence(  # noqa: PLR0917 - one rule's step
         self,
         rule: Rule,
-        chosen: list[str],
+        chosen: list[int],
         t0: float,
         t1: float,
         open_now: dict[StateKey, Finding],
@@ -177,8 +183,8 @@ class Step:
         """Absence by receive time: silent for more than ``intervals`` reporting intervals at ``t1``."""
         heard = store.heard_between(self.conn, t0, t1)
         k = float(rule.params["intervals"])
-        last: dict[str, float] = {}
-        unknown: dict[int, str] = {}
+        last: dict[int, float] = {}
+        unknown: dict[int, int] = {}
         for r in chosen:
             asset = self.assets.rows[r]
             key = int(asset["device_key"])
@@ -205,7 +211,7 @@ class Step:
             if seen is None or t1 - seen <= limit:
                 continue
             if current is None:
-                if cabinet_of(r, self.assets.parents) in lost:
+                if cabinet_of(self.assets.refs[r], self.assets.parents) in lost:
                     continue  # silent because its cabinet has no supply: not a finding of its own
                 evidence = {"last_reading": _iso(seen), "limit_s": limit, **self._evidence(rule, None, t1)}
                 open_finding(rule, asset, seen, t1, evidence, open_now, self.findings)
@@ -231,14 +237,16 @@ def states_from_runs(
     for rule in rules:
         if rule.detector == "absence":
             continue
-        for r in assets.chosen(rule):
-            asset = assets.rows[r]
+        for c in np.nonzero(assets.chosen(rule))[0].tolist():
+            asset = assets.rows[c]
             out[asset["tenant_id"], asset["asset_id"], rule.id] = None
         frame = runs.get((rule.id, ""))
         if frame is None:
             continue
-        for r, bad, since in zip(frame["asset_id"], frame["bad"], frame["since"], strict=True):
-            asset = assets.rows[r]
+        for c, bad, since in zip(
+            frame["asset_id"].tolist(), frame["bad"].tolist(), frame["since"].tolist(), strict=True
+        ):
+            asset = assets.rows[c]
             key = (asset["tenant_id"], asset["asset_id"], rule.id)
             if bad == 1.0 or key in open_now:
                 out[key] = (float(bad), float(since))

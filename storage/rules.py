@@ -284,7 +284,7 @@ def _copy_frame(conn: psycopg.Connection, statement: str, params: Sequence[Any])
         buffer,
         header=None,
         names=["device_key", "t", "metric", "value"],
-        dtype={"device_key": "int64", "t": "float64", "metric": "object", "value": "float64"},
+        dtype={"device_key": "int64", "t": "float64", "metric": "category", "value": "float64"},
     )
 
 
