@@ -16,7 +16,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,28 @@ class Settings:
     """How far ahead of the receive time a device time may be."""
     max_age_days: int = 35
     """How far back a device time may be."""
+    cases_policy: str | None = None
+    """Maintenance policy files (priorities, SLA, routing), separated by commas; merged over the defaults."""
+    smtp_host: str = "127.0.0.1"
+    """Mail server for work-order e-mail."""
+    smtp_port: int = 25
+    """Its port."""
+    smtp_from: str = "lykta@localhost"
+    """Sender address of work-order e-mail."""
+    smtp_starttls: bool = False
+    """Upgrade the mail connection with STARTTLS."""
+    smtp_user: str | None = None
+    """Mail login (with smtp_password)."""
+    smtp_password: str | None = field(default=None, repr=False)
+    """Mail password (never printed)."""
+    outbox_max_attempts: int = 12
+    """Delivery attempts of an e-mail or webhook before it is given up (backoff doubles from 30 s to 1 h)."""
+    api_host: str = "127.0.0.1"
+    """Address ``lykta api`` listens on."""
+    api_port: int = 8080
+    """Port of ``lykta api``."""
+    api_public_url: str | None = None
+    """How people reach the API (links in work-order e-mail); default http://api_host:api_port."""
 
     @property
     def services_file(self) -> Path:
@@ -153,6 +175,24 @@ def _url(scheme: tuple[str, ...]) -> Callable[[str, Any], str]:
     return check
 
 
+def _bool(name: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    value = str(raw).strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"setting {name!r}: expected true or false, got {raw!r}")
+
+
+def _email(name: str, raw: Any) -> str:
+    value = str(raw)
+    if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", value):
+        raise ConfigError(f"setting {name!r}: expected an e-mail address, got {raw!r}")
+    return value
+
+
 _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "state_dir": lambda _n, raw: Path(str(raw)),
     "database_url": _url(("postgresql", "postgres")),
@@ -173,6 +213,17 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "max_payload_bytes": _positive_int,
     "max_future_s": _positive_int,
     "max_age_days": _positive_int,
+    "cases_policy": lambda _n, raw: str(raw),
+    "smtp_host": lambda _n, raw: str(raw),
+    "smtp_port": _port,
+    "smtp_from": _email,
+    "smtp_starttls": _bool,
+    "smtp_user": lambda _n, raw: str(raw),
+    "smtp_password": lambda _n, raw: str(raw),
+    "outbox_max_attempts": _positive_int,
+    "api_host": lambda _n, raw: str(raw),
+    "api_port": _port,
+    "api_public_url": _url(("http", "https")),
 }
 
 

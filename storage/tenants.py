@@ -69,3 +69,9 @@ def get(conn: psycopg.Connection, tenant_id: str) -> Tenant:
 def all_tenants(conn: psycopg.Connection) -> list[Tenant]:
     rows = conn.execute("SELECT tenant_id, name, language, timezone FROM tenants ORDER BY tenant_id").fetchall()
     return [Tenant.from_row(r) for r in rows]
+
+
+def language(conn: psycopg.Connection, tenant_id: str) -> str:
+    """The tenant's language for texts to people ('en' for an unknown tenant)."""
+    row = conn.execute("SELECT language FROM tenants WHERE tenant_id = %s", (tenant_id,)).fetchone()
+    return str(row[0]) if row else "en"

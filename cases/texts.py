@@ -1,0 +1,116 @@
+"""Texts for crews and citizens in the tenant's language: English, Swedish and Portuguese."""
+
+from __future__ import annotations
+
+from typing import Any
+
+LANGUAGES = ("en", "sv", "pt")
+
+FAULTS: dict[str, dict[str, str]] = {
+    "lampFailure": {"en": "Lamp out", "sv": "Släckt lampa", "pt": "Lâmpada apagada"},
+    "lampUnexpectedOn": {"en": "Lamp on by day", "sv": "Lampa tänd på dagen", "pt": "Lâmpada acesa de dia"},
+    "cyclingFailure": {"en": "Lamp flickering on and off", "sv": "Blinkande lampa", "pt": "Lâmpada a piscar"},
+    "powerDeviation": {"en": "Lamp power out of range", "sv": "Avvikande effekt", "pt": "Potência anómala"},
+    "communicationFailure": {
+        "en": "Controller not reporting",
+        "sv": "Styrenhet svarar inte",
+        "pt": "Controlador sem comunicação",
+    },
+    "supplyLoss": {"en": "Cabinet without supply", "sv": "Skåp utan matning", "pt": "Armário sem alimentação"},
+    "doorOpen": {"en": "Cabinet door open", "sv": "Skåpsdörr öppen", "pt": "Porta do armário aberta"},
+    "poleTilt": {"en": "Pole tilted or hit", "sv": "Lutande eller påkörd stolpe", "pt": "Poste inclinado ou embatido"},
+    "icyRoad": {"en": "Icy road", "sv": "Halka", "pt": "Estrada com gelo"},
+    "wellOverflow": {
+        "en": "Stormwater well overflowing",
+        "sv": "Dagvattenbrunn svämmar över",
+        "pt": "Sarjeta a transbordar",
+    },
+    "binFull": {"en": "Bin full", "sv": "Full papperskorg", "pt": "Papeleira cheia"},
+    "pumpFault": {"en": "Pump fault", "sv": "Pumpfel", "pt": "Avaria da bomba"},
+}
+
+WORDS: dict[str, dict[str, str]] = {
+    "work_order": {"en": "Work order", "sv": "Arbetsorder", "pt": "Ordem de trabalho"},
+    "asset": {"en": "Asset", "sv": "Objekt", "pt": "Equipamento"},
+    "where": {"en": "Where", "sv": "Plats", "pt": "Local"},
+    "priority": {"en": "Priority", "sv": "Prioritet", "pt": "Prioridade"},
+    "due": {"en": "Due", "sv": "Åtgärdas senast", "pt": "Prazo"},
+    "since": {"en": "Observed since", "sv": "Observerat sedan", "pt": "Observado desde"},
+    "also": {"en": "Also affected", "sv": "Även berörda", "pt": "Também afetados"},
+    "case": {"en": "Case", "sv": "Ärende", "pt": "Processo"},
+    "status": {"en": "Status", "sv": "Status", "pt": "Estado"},
+    "my_orders": {"en": "My work orders", "sv": "Mina arbetsordrar", "pt": "As minhas ordens de trabalho"},
+    "none": {"en": "No open work orders.", "sv": "Inga öppna arbetsordrar.", "pt": "Sem ordens de trabalho abertas."},
+    "accept": {"en": "Accept", "sv": "Acceptera", "pt": "Aceitar"},
+    "done": {"en": "Done", "sv": "Klar", "pt": "Concluída"},
+    "reject": {"en": "Reject", "sv": "Avvisa", "pt": "Rejeitar"},
+    "note": {"en": "Note", "sv": "Anteckning", "pt": "Nota"},
+    "reason": {"en": "Reason", "sv": "Orsak", "pt": "Motivo"},
+    "sign_in": {"en": "Sign in", "sv": "Logga in", "pt": "Entrar"},
+    "token": {"en": "Crew token", "sv": "Lagets nyckel", "pt": "Código da equipa"},
+    "bad_token": {"en": "That token is not valid.", "sv": "Nyckeln är inte giltig.", "pt": "Código inválido."},
+    "map": {"en": "Map", "sv": "Karta", "pt": "Mapa"},
+    "saved": {"en": "Saved.", "sv": "Sparat.", "pt": "Guardado."},
+}
+
+PRIORITIES: dict[str, dict[str, str]] = {
+    "immediate": {"en": "immediate", "sv": "omedelbart", "pt": "imediata"},
+    "days": {"en": "within 3 days", "sv": "inom 3 dagar", "pt": "em 3 dias"},
+    "month": {"en": "within a month", "sv": "inom en månad", "pt": "num mês"},
+    "round": {"en": "next round", "sv": "nästa rond", "pt": "próxima ronda"},
+}
+
+STATUSES: dict[str, dict[str, str]] = {
+    "new": {"en": "new", "sv": "ny", "pt": "nova"},
+    "assigned": {"en": "assigned", "sv": "tilldelad", "pt": "atribuída"},
+    "in_progress": {"en": "in progress", "sv": "pågår", "pt": "em curso"},
+    "done": {"en": "done", "sv": "klar", "pt": "concluída"},
+    "rejected": {"en": "rejected", "sv": "avvisad", "pt": "rejeitada"},
+    "cancelled": {"en": "cancelled", "sv": "avbruten", "pt": "cancelada"},
+    "open": {"en": "open", "sv": "öppet", "pt": "aberto"},
+    "in_repair": {"en": "in repair", "sv": "under åtgärd", "pt": "em reparação"},
+    "verifying": {"en": "being verified", "sv": "verifieras", "pt": "em verificação"},
+    "resolved": {"en": "resolved", "sv": "åtgärdat", "pt": "resolvido"},
+}
+
+
+def language(code: str | None) -> str:
+    return code if code in LANGUAGES else "en"
+
+
+def word(key: str, lang: str) -> str:
+    return WORDS[key][language(lang)]
+
+
+def fault(code: str, lang: str) -> str:
+    return FAULTS.get(code, {}).get(language(lang), code)
+
+
+def priority(code: str, lang: str) -> str:
+    return PRIORITIES.get(code, {}).get(language(lang), code)
+
+
+def status(code: str, lang: str) -> str:
+    return STATUSES.get(code, {}).get(language(lang), code)
+
+
+def work_order_title(fault_code: str, asset_id: str, place: str | None, lang: str) -> str:
+    where = f" ({place})" if place else ""
+    return f"{fault(fault_code, lang)}: {asset_id}{where}"
+
+
+def work_order_text(order: dict[str, Any], lang: str) -> str:
+    """The plain-text body of a work-order message."""
+    lines = [
+        f"{word('work_order', lang)} #{order['work_order_id']} - {order['title']}",
+        f"{word('case', lang)} #{order['case_id']}",
+        f"{word('asset', lang)}: {order['asset_id']}",
+        f"{word('priority', lang)}: {priority(order['priority'], lang)}",
+        f"{word('due', lang)}: {order['due_at']}",
+        f"{word('since', lang)}: {order['observed_at']}",
+    ]
+    if order.get("lat") is not None and order.get("lon") is not None:
+        lines.append(f"{word('where', lang)}: {order['lat']:.6f}, {order['lon']:.6f}")
+    if order.get("children"):
+        lines.append(f"{word('also', lang)}: {', '.join(order['children'])}")
+    return "\n".join(lines) + "\n"
