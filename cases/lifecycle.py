@@ -185,7 +185,7 @@ def _correlate(conn: psycopg.Connection, policy: Policy, f: Row, now: float, rep
         if s["case_id"] is not None and s["case_id"] != group["case_id"]:
             _merge(conn, s["case_id"], group, now, report)
         store.link_finding(conn, group["case_id"], s["finding_id"], s["asset_id"])
-    routing.refresh_work_order(conn, group["case_id"])
+    routing.refresh_work_order(conn, group["case_id"], now)
     return True
 
 
@@ -195,7 +195,7 @@ def _absorb_below(conn: psycopg.Connection, cabinet_case: Row, now: float, repor
         conn, cabinet_case["tenant_id"], cabinet_case["asset_id"], cabinet_case["case_id"]
     ):
         _merge(conn, c["case_id"], cabinet_case, now, report)
-    routing.refresh_work_order(conn, cabinet_case["case_id"])
+    routing.refresh_work_order(conn, cabinet_case["case_id"], now)
 
 
 def _merge(conn: psycopg.Connection, case_id: int, into: Row, now: float, report: SyncReport) -> None:
@@ -207,7 +207,7 @@ def _merge(conn: psycopg.Connection, case_id: int, into: Row, now: float, report
     store.update_case(conn, case_id, status="resolved", resolution="merged", resolved_at=now)
     store.add_event(conn, case_id, SYSTEM, "merged", {"into": into["case_id"]})
     store.add_event(conn, into["case_id"], SYSTEM, "absorbed", {"case_id": case_id, "asset_id": merged["asset_id"]})
-    routing.cancel_work_order(conn, case_id, f"merged into case {into['case_id']}")
+    routing.cancel_work_order(conn, case_id, f"merged into case {into['case_id']}", now)
     report.merged += 1
 
 
@@ -250,7 +250,7 @@ def _on_cleared(conn: psycopg.Connection, f: Row, now: float, report: SyncReport
     store.add_event(conn, c["case_id"], SYSTEM, "fault cleared", {"cleared_at": iso(cleared)})
     if c["status"] == "open":
         resolve(conn, c, now, "cleared", SYSTEM)
-        routing.cancel_work_order(conn, c["case_id"], "the fault cleared before repair")
+        routing.cancel_work_order(conn, c["case_id"], "the fault cleared before repair", now)
         report.resolved += 1
 
 
@@ -333,6 +333,6 @@ def check_sla(conn: psycopg.Connection, policies: Policies, now: float) -> int:
             continue
         store.update_case(conn, c["case_id"], breached_at=breached, escalation=wanted)
         store.add_event(conn, c["case_id"], SYSTEM, "escalated", {"level": wanted, "due_at": iso(c["due_at"])})
-        routing.notify_escalation(conn, policy, c, wanted)
+        routing.notify_escalation(conn, policy, c, wanted, now)
         escalated += 1
     return escalated

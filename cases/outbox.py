@@ -135,6 +135,7 @@ def send_webhook(conn: psycopg.Connection, m: dict[str, Any], now: float) -> Non
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
             response.read()
     except urllib.error.HTTPError as exc:
+        exc.close()
         if 400 <= exc.code < 500 and exc.code not in (408, 429):
             raise Permanent(f"HTTP {exc.code} {exc.reason}") from None
         raise

@@ -62,29 +62,29 @@ def new_work_order(conn: psycopg.Connection, policy: Policy, c: Row, now: float)
         detail["unrouted"] = f"no active crew for area {asset.get('maintenance_area')!r} and skill {skill!r}"
     else:
         detail["crew_id"] = crew["crew_id"]
-        announce(conn, work_order_id, "assigned")
+        announce(conn, work_order_id, "assigned", now)
     store.add_event(conn, c["case_id"], SYSTEM, "work order", detail)
     return work_order_id
 
 
-def refresh_work_order(conn: psycopg.Connection, case_id: int) -> None:
+def refresh_work_order(conn: psycopg.Connection, case_id: int, now: float) -> None:
     """Tell the crew again when a case grew (assets added by correlation)."""
     order = store.active_work_order(conn, case_id)
     if order is not None and order["crew_id"] is not None:
-        announce(conn, order["work_order_id"], f"updated-{len(store.case_findings(conn, case_id))}")
+        announce(conn, order["work_order_id"], f"updated-{len(store.case_findings(conn, case_id))}", now)
 
 
-def cancel_work_order(conn: psycopg.Connection, case_id: int, why: str) -> None:
+def cancel_work_order(conn: psycopg.Connection, case_id: int, why: str, now: float) -> None:
     order = store.active_work_order(conn, case_id)
     if order is None:
         return
     store.set_work_order(conn, order["work_order_id"], "cancelled", reason=why)
     store.add_note(conn, order["work_order_id"], SYSTEM, why)
     if order["crew_id"] is not None:
-        announce(conn, order["work_order_id"], "cancelled")
+        announce(conn, order["work_order_id"], "cancelled", now)
 
 
-def announce(conn: psycopg.Connection, work_order_id: int, change: str) -> None:
+def announce(conn: psycopg.Connection, work_order_id: int, change: str, now: float) -> None:
     """Queue the e-mail and webhook of a work order change for its crew (each once: idempotency keys)."""
     order = store.existing_work_order(conn, work_order_id)
     crew = store.crew(conn, order["tenant_id"], order["crew_id"]) if order["crew_id"] else None
@@ -104,6 +104,7 @@ def announce(conn: psycopg.Connection, work_order_id: int, change: str) -> None:
                 "subject": subject,
                 "body": {"text": texts.work_order_text(payload["work_order"], lang), "event": change},
                 "key": key + ":email",
+                "at": now,
             },
         )
     if crew["webhook_url"]:
@@ -116,6 +117,7 @@ def announce(conn: psycopg.Connection, work_order_id: int, change: str) -> None:
                 "subject": subject,
                 "body": payload,
                 "key": key + ":webhook",
+                "at": now,
             },
         )
 
@@ -149,7 +151,7 @@ def message(conn: psycopg.Connection, order: Row, change: str) -> dict[str, Any]
     }
 
 
-def notify_escalation(conn: psycopg.Connection, policy: Policy, c: Row, level: int) -> None:
+def notify_escalation(conn: psycopg.Connection, policy: Policy, c: Row, level: int, now: float) -> None:
     if not policy.escalation_email:
         return
     lang = tenants.language(conn, c["tenant_id"])
@@ -163,6 +165,7 @@ def notify_escalation(conn: psycopg.Connection, policy: Policy, c: Row, level: i
             f"{texts.fault(c['fault'], lang)} {c['asset_id']}",
             "body": {"text": f"case {c['case_id']} is past its due time; escalation level {level}\n", "level": level},
             "key": f"{c['tenant_id']}:case-{c['case_id']}:escalation-{level}",
+            "at": now,
         },
     )
 
@@ -206,7 +209,7 @@ def act(  # noqa: PLR0917 - one action on one work order
     return store.existing_work_order(conn, work_order_id)
 
 
-def assign(conn: psycopg.Connection, case_id: int, crew_id: str, actor: str) -> int:
+def assign(conn: psycopg.Connection, case_id: int, crew_id: str, actor: str, now: float) -> int:
     """An operator sends a case to a crew: the active work order moves to it, or a new one is made."""
     c = store.case(conn, case_id)
     if c is None or c["status"] == "resolved":
@@ -231,6 +234,6 @@ def assign(conn: psycopg.Connection, case_id: int, crew_id: str, actor: str) -> 
     else:
         work_order_id = order["work_order_id"]
         store.set_work_order(conn, work_order_id, "assigned", crew_id=crew_id)
-    announce(conn, work_order_id, f"assigned-{crew_id}")
+    announce(conn, work_order_id, f"assigned-{crew_id}", now)
     store.add_event(conn, case_id, actor, "assigned", {"work_order_id": work_order_id, "crew_id": crew_id})
     return work_order_id

@@ -411,10 +411,12 @@ def work_orders_of_case(conn: psycopg.Connection, case_id: int) -> list[Row]:
 
 
 def enqueue(conn: psycopg.Connection, message: Row) -> bool:
-    """A message to send after commit; False when its idempotency key is already queued."""
+    """A message to send after commit, due at ``message["at"]`` (epoch); False when its idempotency key is
+    already queued."""
     row = conn.execute(
-        """INSERT INTO outbox (tenant_id, channel, target, subject, body, idempotency_key)
-           VALUES (%(tenant_id)s, %(channel)s, %(target)s, %(subject)s, %(body)s, %(key)s)
+        """INSERT INTO outbox (tenant_id, channel, target, subject, body, idempotency_key, created_at, next_attempt_at)
+           VALUES (%(tenant_id)s, %(channel)s, %(target)s, %(subject)s, %(body)s, %(key)s,
+                   to_timestamp(%(at)s), to_timestamp(%(at)s))
            ON CONFLICT (idempotency_key) DO NOTHING RETURNING message_id""",
         {**message, "body": Jsonb(message["body"])},
     ).fetchone()

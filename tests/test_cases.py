@@ -253,7 +253,7 @@ def test_concurrent_case_handlers_never_open_two_cases_for_one_thing(city: str) 
             for _ in range(5):
                 with psycopg.connect(city) as conn, conn.transaction():
                     lifecycle.sync(conn, Policies(), NOW, limit=7)
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
