@@ -460,3 +460,13 @@ def webhook_secret(conn: psycopg.Connection, tenant_id: str, url: str) -> str | 
         (tenant_id, url),
     ).fetchone()
     return None if row is None else str(row[0])
+
+
+def active_cases_on(conn: psycopg.Connection, tenant_id: str, asset_id: str) -> list[Row]:
+    """Active cases on one asset, oldest first."""
+    return _rows(
+        conn,
+        f"""SELECT {_CASE_COLUMNS} FROM cases c
+            WHERE c.tenant_id = %s AND c.asset_id = %s AND c.status <> 'resolved' ORDER BY c.case_id""",
+        (tenant_id, asset_id),
+    )

@@ -198,3 +198,50 @@ def town_url(db_url: str) -> str:
         records = inventory.parse_file(Path(__file__).resolve().parent.parent / "examples" / "solvik.csv")
         assets.import_records(conn, "solvik", records, "solvik.csv")
     return db_url
+
+
+class Api:
+    """``lykta api`` served by uvicorn on a free loopback port, with a clock the test moves."""
+
+    def __init__(self, url: str, base: str, clock: list[float]) -> None:
+        self.url = url
+        self.base = base
+        self.clock = clock
+
+    def token(self, tenant_id: str, role: str, crew_id: str | None = None) -> str:
+        from cases.api import hash_token, new_token
+        from storage import api as api_store
+
+        token = new_token()
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            api_store.create_token(conn, hash_token(token), tenant_id, role, crew_id, "test")
+        return token
+
+
+@pytest.fixture
+def api(town_url: str) -> Iterator[Api]:
+    import threading
+    import time
+
+    import uvicorn
+
+    from cases.api import create_app
+    from cases.policy import Policies
+    from lykta.process import free_port
+    from tests.test_rules import NIGHT
+
+    clock = [NIGHT + 3600]
+    app = create_app(town_url, Policies(), clock=lambda: clock[0], pool_size=2)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the API server did not start"
+        time.sleep(0.05)
+    try:
+        yield Api(town_url, f"http://127.0.0.1:{port}", clock)
+    finally:
+        server.should_exit = True
+        thread.join(30)

@@ -1,0 +1,78 @@
+"""SQL of citizen reports (Open311 service requests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+Row = dict[str, Any]
+
+_COLUMNS = """r.request_id, r.tenant_id, r.service_code, r.description, r.lat, r.lon, r.address, r.asset_id,
+    r.case_id, extract(epoch FROM r.requested_at)::float8 AS requested_at, c.status AS case_status,
+    c.resolution, extract(epoch FROM c.updated_at)::float8 AS updated_at,
+    extract(epoch FROM c.due_at)::float8 AS due_at"""
+
+
+def insert(conn: psycopg.Connection, r: Row) -> Row:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            """INSERT INTO service_requests (tenant_id, service_code, description, lat, lon, address, email, asset_id,
+                                             case_id, requested_at)
+               VALUES (%(tenant_id)s, %(service_code)s, %(description)s, %(lat)s, %(lon)s, %(address)s, %(email)s,
+                       %(asset_id)s, %(case_id)s, to_timestamp(%(at)s))
+               RETURNING request_id""",
+            r,
+        )
+        row = cur.fetchone()
+    if row is None:
+        raise LookupError("INSERT ... RETURNING returned nothing")
+    found = get(conn, r["tenant_id"], int(row["request_id"]))
+    if found is None:
+        raise LookupError(f"service request {row['request_id']} vanished")
+    return found
+
+
+def get(conn: psycopg.Connection, tenant_id: str, request_id: int) -> Row | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            f"""SELECT {_COLUMNS} FROM service_requests r LEFT JOIN cases c USING (case_id)
+                WHERE r.tenant_id = %s AND r.request_id = %s""",
+            (tenant_id, request_id),
+        )
+        return cur.fetchone()
+
+
+def search(  # noqa: PLR0917 - the filters of GeoReport v2 GET requests
+    conn: psycopg.Connection,
+    tenant_id: str,
+    ids: list[int] | None,
+    service_code: str | None,
+    start: float | None,
+    end: float | None,
+    status: str | None,
+    limit: int,
+) -> list[Row]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            f"""SELECT {_COLUMNS} FROM service_requests r LEFT JOIN cases c USING (case_id)
+                WHERE r.tenant_id = %(t)s
+                  AND (%(ids)s::bigint[] IS NULL OR r.request_id = ANY(%(ids)s::bigint[]))
+                  AND (%(code)s::text IS NULL OR r.service_code = %(code)s)
+                  AND (%(start)s::float8 IS NULL OR r.requested_at >= to_timestamp(%(start)s))
+                  AND (%(end)s::float8 IS NULL OR r.requested_at <= to_timestamp(%(end)s))
+                  AND (%(status)s::text IS NULL
+                       OR (%(status)s = 'closed') = (c.status IS NOT NULL AND c.status = 'resolved'))
+                ORDER BY r.requested_at DESC, r.request_id DESC LIMIT %(limit)s""",
+            {
+                "t": tenant_id,
+                "ids": ids,
+                "code": service_code,
+                "start": start,
+                "end": end,
+                "status": status,
+                "limit": limit,
+            },
+        )
+        return cur.fetchall()
