@@ -180,14 +180,15 @@ def test_a_report_elsewhere_opens_a_citizen_case_with_a_work_order(api: Api) -> 
 
 def test_bad_reports_are_refused_in_the_spec_format(api: Api) -> None:
     client = GeoReport(api.base)
-    for fields, expected in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"service_code": "nope", "lat": 56.05, "long": 12.69}, "unknown service_code"),
         ({"service_code": "streetlight-out"}, "a location is required"),
         ({"service_code": "streetlight-out", "lat": 123, "long": 12.0}, "lat must be within"),
         ({"service_code": "streetlight-out", "lat": 56.05, "long": 12.69, "email": "no"}, "not an e-mail"),
         ({"lat": 56.05, "long": 12.69}, "service_code"),
         ({"service_code": "streetlight-out", "lat": "north", "long": 12.69}, "lat"),
-    ]:
+    ]
+    for fields, expected in cases:
         response = client.post(**fields)
         assert response.status_code == 400, (fields, response.text)
         assert expected in GeoReport.error(response)
