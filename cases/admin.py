@@ -1,0 +1,112 @@
+"""Administration of crews and API tokens (``lykta crews``, ``lykta tokens``) with checked input."""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+
+from cases.api import hash_token, new_token
+from cases.lifecycle import iso
+from lykta.errors import LyktaError
+from storage import api as api_store
+from storage import cases as store
+from storage import tenants
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_WORD = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _list(raw: str | None, what: str) -> list[str]:
+    items = [x.strip() for x in (raw or "").split(",") if x.strip()]
+    bad = [x for x in items if not _WORD.match(x)]
+    if bad:
+        raise LyktaError(f"{what} {bad[0]!r}: use letters, digits, '_', '.' or '-'")
+    return items
+
+
+def add_crew(  # noqa: PLR0917 - the fields of a crew, from the command line
+    url: str,
+    tenant_id: str,
+    crew_id: str,
+    name: str,
+    email: str | None,
+    webhook: str | None,
+    secret: str | None,
+    areas: str | None,
+    skills: str | None,
+) -> str:
+    if not _ID.match(crew_id):
+        raise LyktaError(f"crew id {crew_id!r}: use 1-63 lower-case letters, digits, '-' or '_'")
+    if email is not None and not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", email):
+        raise LyktaError(f"--email {email!r} is not an e-mail address")
+    if webhook is not None and not re.match(r"^https?://[^\s]+$", webhook):
+        raise LyktaError(f"--webhook {webhook!r}: expected an http:// or https:// URL")
+    if webhook and not secret:
+        raise LyktaError("--webhook needs --secret: webhooks are signed")
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM tenants WHERE tenant_id = %s", (tenant_id,)).fetchone() is None:
+            raise LyktaError(f"unknown tenant {tenant_id!r}")
+        store.upsert_crew(
+            conn,
+            {
+                "tenant_id": tenant_id,
+                "crew_id": crew_id,
+                "name": name,
+                "email": email,
+                "webhook_url": webhook,
+                "webhook_secret": secret,
+                "areas": _list(areas, "area"),
+                "skills": _list(skills, "skill"),
+                "active": True,
+            },
+        )
+    return f"crew {tenant_id}/{crew_id} saved"
+
+
+def list_crews(url: str, tenant_id: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        return [
+            f"{c['crew_id']:<16} {c['name']:<24} areas={','.join(c['areas']) or '*'} "
+            f"skills={','.join(c['skills']) or '*'} email={c['email'] or '-'} webhook={c['webhook_url'] or '-'}"
+            for c in store.crews(conn, tenant_id)
+        ]
+
+
+def create_token(url: str, tenant_id: str, role: str, crew_id: str | None, label: str) -> str:
+    """A new token, printed once; only its hash is stored."""
+    if role not in ("operator", "crew"):
+        raise LyktaError("--role must be operator or crew")
+    if (role == "crew") != (crew_id is not None):
+        raise LyktaError("a crew token needs --crew; an operator token takes none")
+    token = new_token()
+    with psycopg.connect(url, autocommit=True) as conn:
+        if role == "crew" and store.crew(conn, tenant_id, crew_id or "") is None:
+            raise LyktaError(f"unknown crew {tenant_id}/{crew_id}")
+        if conn.execute("SELECT 1 FROM tenants WHERE tenant_id = %s", (tenant_id,)).fetchone() is None:
+            raise LyktaError(f"unknown tenant {tenant_id!r}")
+        api_store.create_token(conn, hash_token(token), tenant_id, role, crew_id, label)
+    return token
+
+
+def revoke_token(url: str, token: str) -> str:
+    with psycopg.connect(url, autocommit=True) as conn:
+        if not api_store.revoke_token(conn, hash_token(token)):
+            raise LyktaError("no such active token")
+    return "token revoked"
+
+
+def list_cases(url: str, tenant_id: str | None, status: str) -> list[str]:
+    if status not in ("open", "in_repair", "verifying", "resolved", "active"):
+        raise LyktaError("--status must be open, in_repair, verifying, resolved or active")
+    out = []
+    with psycopg.connect(url) as conn:
+        ids = [tenant_id] if tenant_id else [t.tenant_id for t in tenants.all_tenants(conn)]
+        for tenant in ids:
+            for c in api_store.cases(conn, tenant, status, None, None, None, None, 1000, 0):
+                out.append(
+                    f"#{c['case_id']:<6} {tenant}/{c['asset_id']:<12} {c['fault']:<22} {c['status']:<10} "
+                    f"{c['priority']:<10} due {iso(c['due_at'])}" + ("  BREACHED" if c["breached_at"] else "")
+                )
+    out.append(f"{len(out)} case(s)")
+    return out

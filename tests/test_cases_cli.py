@@ -1,0 +1,55 @@
+"""``lykta crews``, ``lykta tokens`` and ``lykta cases`` as a person runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psycopg
+
+from tests.test_cases import finding
+from tests.test_rules import NIGHT
+
+
+def lykta(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("LYKTA_")}, "LYKTA_DATABASE_URL": url}
+    env["LYKTA_SMTP_PORT"] = "9"  # nothing listens: mail waits in the outbox
+    return subprocess.run(
+        [sys.executable, "-m", "lykta.cli", *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+
+
+def test_crews_tokens_and_a_cases_cycle_from_the_command_line(town_url: str) -> None:
+    ok = lykta(town_url, "crews", "add", "solvik", "ljus", "--name", "Ljusservice", "--email", "ljus@crews.example",
+               "--areas", "Norr,Syd", "--skills", "lighting")  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    listed = lykta(town_url, "crews", "list", "solvik")
+    assert "ljus" in listed.stdout and "areas=Norr,Syd" in listed.stdout
+    for args, message in [
+        (["crews", "add", "solvik", "Bad Id"], "crew id 'Bad Id'"),
+        (["crews", "add", "solvik", "x", "--email", "nobody"], "is not an e-mail address"),
+        (["crews", "add", "solvik", "x", "--webhook", "http://127.0.0.1:9/h"], "--webhook needs --secret"),
+        (["crews", "add", "atlantis", "x"], "unknown tenant 'atlantis'"),
+        (["tokens", "create", "--tenant", "solvik", "--role", "crew"], "a crew token needs --crew"),
+        (["tokens", "create", "--tenant", "solvik", "--role", "crew", "--crew", "ghost"], "unknown crew"),
+        (["tokens", "revoke", "lyk_nothing"], "no such active token"),
+        (["cases", "list", "--status", "weird"], "--status must be"),
+    ]:
+        bad = lykta(town_url, *args)
+        assert bad.returncode == 1 and message in bad.stderr, (args, bad.stderr)
+    token = lykta(town_url, "tokens", "create", "--tenant", "solvik", "--role", "crew", "--crew", "ljus")
+    assert token.returncode == 0 and token.stdout.startswith("lyk_")
+    with psycopg.connect(town_url) as conn:
+        stored = conn.execute("SELECT token_hash FROM api_tokens").fetchone()
+    assert stored is not None and token.stdout.strip() not in stored[0]  # only the hash is kept
+    assert lykta(town_url, "tokens", "revoke", token.stdout.strip()).stdout.strip() == "token revoked"
+
+    finding(town_url, "SL-0003", "lampFailure", NIGHT)
+    cycle = lykta(town_url, "cases", "run", "--once")
+    assert cycle.returncode == 0, cycle.stderr
+    assert "findings=1" in cycle.stdout and "opened=1" in cycle.stdout and "retrying=1" in cycle.stdout
+    cases = lykta(town_url, "cases", "list", "--tenant", "solvik")
+    assert "solvik/SL-0003" in cases.stdout and "lampFailure" in cases.stdout and "1 case(s)" in cases.stdout
+    bad_policy = lykta(town_url, "cases", "run", "--once", "--policy", "/nonexistent.yaml")
+    assert bad_policy.returncode == 1 and "/nonexistent.yaml: cannot read" in bad_policy.stderr
