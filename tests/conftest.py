@@ -200,6 +200,9 @@ def town_url(db_url: str) -> str:
     return db_url
 
 
+from tests.helpers import Inbox, Receiver  # noqa: E402 - fixtures below use them
+
+
 class Api:
     """``lykta api`` served by uvicorn on a free loopback port, with a clock the test moves."""
 
@@ -245,3 +248,31 @@ def api(town_url: str) -> Iterator[Api]:
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[int, Inbox]]:
+    """A real SMTP server (aiosmtpd) on a free loopback port, keeping what it receives."""
+    from aiosmtpd.controller import Controller
+
+    from lykta.process import free_port
+
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, inbox
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real HTTP server standing in for a crew's or a maintenance system's webhook endpoint."""
+    r = Receiver()
+    try:
+        yield r
+    finally:
+        r.server.shutdown()
+        r.server.server_close()
