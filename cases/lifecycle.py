@@ -53,6 +53,8 @@ def sync(conn: psycopg.Connection, policies: Policies, now: float, limit: int = 
         policy = policies.get(f["tenant_id"])
         if f["status"] == "open":
             _on_open(conn, policy, f, now, report)
+        elif store.case_of_finding(conn, f["finding_id"]) is None:
+            _record_past(conn, policy, f, now, report)
         else:
             _on_cleared(conn, f, now, report)
         report.findings += 1
@@ -233,6 +235,42 @@ def _raise_neighbours(conn: psycopg.Connection, policy: Policy, c: Row, now: flo
             due = min(other["due_at"], policy.due(priority, now))
             store.update_case(conn, other["case_id"], priority=priority, due_at=due)
             store.add_event(conn, other["case_id"], SYSTEM, "priority", {"priority": priority, "lamps_in_row": count})
+
+
+def _record_past(conn: psycopg.Connection, policy: Policy, f: Row, now: float, report: SyncReport) -> None:
+    """A fault that came and went before the case handling saw it (a replay, or this service was down): kept as
+    a case resolved as cleared, for the record, without bothering a crew; or joined to an active case."""
+    active = store.active_case(conn, f["tenant_id"], f["asset_id"], f["fault"])
+    if active is not None:
+        _link(conn, active, f, report)
+        _on_cleared(conn, f, now, report)
+        return
+    priority = policy.priority(_facts(conn, policy, f))
+    case_id = store.insert_case(
+        conn,
+        {
+            "tenant_id": f["tenant_id"],
+            "asset_id": f["asset_id"],
+            "fault": f["fault"],
+            "priority": priority,
+            "severity": f["severity"],
+            "source": "telemetry",
+            "observed_at": f["observed_at"],
+            "opened_at": now,
+            "due_at": policy.due(priority, f["observed_at"]),
+        },
+    )
+    if case_id is None:
+        return
+    store.link_finding(conn, case_id, f["finding_id"], f["asset_id"])
+    store.update_case(
+        conn, case_id, fault_cleared_at=f["cleared_at"], status="resolved", resolution="cleared", resolved_at=now
+    )
+    store.add_event(
+        conn, case_id, SYSTEM, "recorded", {"observed_at": iso(f["observed_at"]), "cleared_at": iso(f["cleared_at"])}
+    )
+    report.opened += 1
+    report.resolved += 1
 
 
 # -- a finding clears -------------------------------------------------------------------------------------------

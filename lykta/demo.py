@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psycopg
 
-from lykta import admin, services
+from lykta import admin, demo_cases, services
 from lykta.config import Settings
 from lykta.errors import LyktaError
 from rules import definitions
@@ -164,6 +164,7 @@ def run(settings: Settings, inventory: Path | None = None) -> int:
         ingest.wait(60)
     _say("stored", _stored(url))
     _say("findings of the default rules over the week (lykta rules)", _findings(url, start, wall0))
+    demo_cases.run(settings, url, tenant_id, _say)
     print(f"\nThe services keep running; stop them with: lykta --state-dir {settings.state_dir} services down")
     return 0
 

@@ -295,3 +295,18 @@ def test_policy_files_are_checked_and_tenants_override_their_part(tmp_path: Path
         bad.write_text(text)
         with pytest.raises(PolicyError, match=message):
             Policies([bad])
+
+
+def test_a_fault_that_came_and_went_unseen_is_recorded_without_a_work_order(city: str) -> None:
+    fid = finding(city, "SL-0012", "lampFailure", NIGHT)
+    clear(city, fid, NIGHT + 3600)  # both before the case handling ran
+    sync(city, NOW + 7200)
+    [c] = cases(city)
+    assert (c["asset_id"], c["status"], c["resolution"], c["findings"], c["orders"]) == (
+        "SL-0012",
+        "resolved",
+        "cleared",
+        1,
+        None,
+    )
+    assert outbox(city) == []

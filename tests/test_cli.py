@@ -28,6 +28,10 @@ def test_demo_brings_up_services_migrates_and_imports_the_sample(state_dir: Path
     assert "license apache: Apache-2.0 edition" in out
     assert "tenant solvik: Solvik kommun (language sv, time zone Europe/Stockholm)" in out
     assert "streetlight: 244" in out and "cabinet: 3" in out and "devices: 260" in out
+    assert "cases from the findings (lykta cases run)" in out
+    assert "work orders of ljus-norr" in out and "e-mails" in out and "0 to retry" in out
+    assert "accepted and done: case now verifying" in out
+    assert "joined case #" in out and "the reporter sees status 'open'" in out
     second = run("--state-dir", str(state_dir), "demo")
     assert second.returncode == 0, second.stderr
     assert "schema up to date" in second.stdout
