@@ -146,7 +146,7 @@ CREATE TABLE api_tokens (
 -- Findings the case handling has not looked at yet: filled by the rules engine's writes, emptied by the case
 -- handling in the transaction that acts on them (a queue: commit order does not matter, nothing is skipped).
 CREATE TABLE finding_queue (
-    finding_id bigint PRIMARY KEY REFERENCES findings (finding_id)
+    finding_id bigint PRIMARY KEY REFERENCES findings (finding_id) ON DELETE CASCADE
 );
 
 CREATE FUNCTION queue_finding() RETURNS trigger LANGUAGE plpgsql AS $$
