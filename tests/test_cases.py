@@ -310,3 +310,14 @@ def test_a_fault_that_came_and_went_unseen_is_recorded_without_a_work_order(city
         None,
     )
     assert outbox(city) == []
+
+
+def test_every_text_exists_in_english_swedish_and_portuguese() -> None:
+    from cases import texts
+
+    for table in (texts.FAULTS, texts.WORDS, texts.PRIORITIES, texts.STATUSES):
+        for key, by_language in table.items():
+            assert set(by_language) == set(texts.LANGUAGES), key
+            assert all(v.strip() for v in by_language.values()), key
+    assert texts.work_order_title("lampFailure", "SL-1", "Storgatan", "pt") == "Lâmpada apagada: SL-1 (Storgatan)"
+    assert texts.fault("lampFailure", "xx") == "Lamp out"  # an unknown language falls back to English

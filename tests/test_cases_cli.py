@@ -53,3 +53,41 @@ def test_crews_tokens_and_a_cases_cycle_from_the_command_line(town_url: str) -> 
     assert "solvik/SL-0003" in cases.stdout and "lampFailure" in cases.stdout and "1 case(s)" in cases.stdout
     bad_policy = lykta(town_url, "cases", "run", "--once", "--policy", "/nonexistent.yaml")
     assert bad_policy.returncode == 1 and "/nonexistent.yaml: cannot read" in bad_policy.stderr
+
+
+def test_cases_run_wakes_on_new_findings_and_stops_cleanly(town_url: str) -> None:
+    import signal
+    import time
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("LYKTA_")}, "LYKTA_DATABASE_URL": town_url}
+    env["LYKTA_SMTP_PORT"] = "9"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lykta.cli", "cases", "run", "--every", "300"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        listening: list[tuple[int]] = []
+        while time.monotonic() < deadline and not listening:
+            with psycopg.connect(town_url) as conn:
+                listening = conn.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE query = 'LISTEN lykta_findings'"
+                ).fetchall()
+            time.sleep(0.2)
+        assert listening, "lykta cases run did not start listening"
+        time.sleep(1)  # its first cycle (nothing to do) is over; the next is five minutes away
+        finding(town_url, "SL-0003", "lampFailure", NIGHT)
+        deadline = time.monotonic() + 20
+        found = None
+        while time.monotonic() < deadline and not found:
+            with psycopg.connect(town_url) as conn:
+                found = conn.execute("SELECT asset_id FROM cases").fetchall()
+            time.sleep(0.2)
+        assert found == [("SL-0003",)], "a new finding should wake the case handling (NOTIFY lykta_findings)"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
