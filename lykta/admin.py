@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from lykta import services
 from lykta.config import Settings
-from storage import assets, inventory, maintenance, migrations, reports, tenants
+from simulators import sun
+from storage import assets, grafana, inventory, maintenance, migrations, reports, tenants
 from storage.connection import connect
 from storage.editions import Edition, detect
 from storage.errors import TimescaleMissing
@@ -61,17 +64,37 @@ def info(url: str) -> list[str]:
     return lines
 
 
+def daylight(url: str, start: float, end: float) -> int:
+    """Dawn and dusk of every tenant's days from start to end (for the dashboards); returns days written."""
+    written = 0
+    with connect(url, autocommit=True) as conn:
+        for tenant_id, lat, lon in grafana.tenant_centres(conn):
+            rows = []
+            day = datetime.fromtimestamp(start, UTC).date()
+            while day <= datetime.fromtimestamp(end, UTC).date():
+                times = sun.switch_times(lat, lon, day)
+                rows.append((day.isoformat(), times[0] if times else None, times[1] if times else None))
+                day += timedelta(days=1)
+            grafana.upsert_daylight(conn, tenant_id, rows)
+            written += len(rows)
+    return written
+
+
 def maintain(url: str, retention_days: int) -> list[str]:
+    now = time.time()
+    days = daylight(url, now - 40 * 86400, now + 7 * 86400)
     with connect(url, autocommit=True) as conn:
         report = maintenance.maintain(conn, retention_days)
     if report.path == "apache":
         return [
             f"rollups: {report.hours_refreshed} hour(s) and {report.days_refreshed} day(s) recomputed",
             f"retention: {report.chunks_dropped} chunk(s) dropped ({report.retention})",
+            f"daylight: {days} tenant-day(s) of dawn and dusk for the dashboards",
         ]
     return [
         "rollups: continuous aggregates refreshed by TimescaleDB policies",
         f"retention: {report.retention}",
+        f"daylight: {days} tenant-day(s) of dawn and dusk for the dashboards",
     ]
 
 

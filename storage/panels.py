@@ -1,0 +1,216 @@
+"""The SQL of every Grafana panel, by name: thin selects from the dashboard views and functions of
+``0007_dashboards.sql``, written for Grafana's PostgreSQL data source with TimescaleDB enabled.
+
+Variables are always formatted with ``${var:sqlstring}`` (each value quoted, quotes doubled), whether one or
+several values are chosen, so a value can never become SQL. Time comes from the time picker through
+``$__timeFilter``, ``$__timeGroupAlias``, ``$__timeFrom()``/``$__timeTo()`` and ``$__interval_ms``; series
+functions pick raw readings, the hourly or the daily rollup from the interval, so long ranges read rollups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TENANT = "tenant_id IN (${tenant:sqlstring})"
+SCOPE = TENANT + " AND kind IN (${kind:sqlstring}) AND coalesce(district, '') IN (${district:sqlstring})"
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    sql: str
+    format: str  # "time_series" or "table"
+    columns: tuple[str, ...]
+    """columns the panel needs, in order for time series (``time`` first)"""
+
+
+def _series(metric: str, assets: str = "ARRAY[${asset:sqlstring}]") -> str:
+    return f"""SELECT $__timeGroupAlias("time", $__interval), asset_id AS metric, avg(value) AS value
+FROM dash_series(ARRAY[${{tenant:sqlstring}}], {assets}, '{metric}', $__timeFrom(), $__timeTo(),
+                 $__interval_ms / 1000.0)
+WHERE $__timeFilter("time")
+GROUP BY 1, 2 ORDER BY 1, 2"""
+
+
+def _kind_series(metric: str, kind: str) -> str:
+    return f"""SELECT $__timeGroupAlias("time", $__interval), asset_id AS metric, avg(value) AS value
+FROM dash_kind_series(ARRAY[${{tenant:sqlstring}}], ARRAY['{kind}'], ARRAY[${{district:sqlstring}}], '{metric}',
+                      $__timeFrom(), $__timeTo(), $__interval_ms / 1000.0)
+WHERE $__timeFilter("time")
+GROUP BY 1, 2 ORDER BY 1, 2"""
+
+
+QUERIES: dict[str, PanelQuery] = {
+    # -- city overview -----------------------------------------------------------------------------------
+    "city.map": PanelQuery(
+        f"""SELECT lat, lon, name, asset_id, kind, state FROM dash_assets
+WHERE {SCOPE} AND lat IS NOT NULL AND lon IS NOT NULL ORDER BY state, asset_id""",
+        "table",
+        ("lat", "lon", "name", "asset_id", "kind", "state"),
+    ),
+    "city.counts": PanelQuery(
+        f"""SELECT count(*) FILTER (WHERE state = 0) AS "ok", count(*) FILTER (WHERE state = 2) AS "faulty",
+       count(*) FILTER (WHERE state = 1) AS "offline", count(*) FILTER (WHERE state = 3) AS "in repair"
+FROM dash_assets WHERE {SCOPE} AND device_key IS NOT NULL""",
+        "table",
+        ("ok", "faulty", "offline", "in repair"),
+    ),
+    "city.cases_by_severity": PanelQuery(
+        f"""SELECT severity, count(*) AS cases FROM dash_cases
+WHERE {SCOPE} AND status <> 'resolved' GROUP BY 1
+ORDER BY array_position(ARRAY['critical', 'major', 'minor', 'info'], severity)""",
+        "table",
+        ("severity", "cases"),
+    ),
+    "city.energy_today": PanelQuery(
+        f"""SELECT coalesce(sum(kwh), 0) AS "kWh today" FROM dash_energy_daily
+WHERE {TENANT} AND coalesce(district, '') IN (${{district:sqlstring}}) AND day >= date_trunc('day', now())""",
+        "table",
+        ("kWh today",),
+    ),
+    # -- asset detail -------------------------------------------------------------------------------------
+    "asset.power": PanelQuery(_series("power_w"), "time_series", ("time", "metric", "value")),
+    "asset.dim": PanelQuery(_series("dim_level_pct"), "time_series", ("time", "metric", "value")),
+    "asset.voltage": PanelQuery(_series("voltage_v"), "time_series", ("time", "metric", "value")),
+    "asset.daylight": PanelQuery(
+        """SELECT dusk AS "time", dawn_next AS "timeend", 'dark' AS text FROM (
+    SELECT dusk, lead(dawn) OVER (ORDER BY day) AS dawn_next FROM daylight WHERE tenant_id IN (${tenant:sqlstring})
+) d WHERE $__timeFilter(dusk) ORDER BY 1""",
+        "table",
+        ("time", "timeend", "text"),
+    ),
+    "asset.latest": PanelQuery(
+        """SELECT m.name AS metric, l.value, m.unit, l.device_time AS "device time", l.received_at AS "received"
+FROM telemetry_latest l JOIN metrics m USING (metric_id) JOIN devices d USING (device_key)
+WHERE d.tenant_id IN (${tenant:sqlstring}) AND d.asset_id IN (${asset:sqlstring}) ORDER BY m.name""",
+        "table",
+        ("metric", "value", "unit", "device time", "received"),
+    ),
+    "asset.cases": PanelQuery(
+        """SELECT case_id AS "case", fault, status, priority, observed_at AS "observed", due_at AS "due",
+       resolution FROM dash_cases
+WHERE tenant_id IN (${tenant:sqlstring}) AND asset_id IN (${asset:sqlstring}) ORDER BY observed_at DESC""",
+        "table",
+        ("case", "fault", "status", "priority", "observed", "due", "resolution"),
+    ),
+    # -- energy ---------------------------------------------------------------------------------------------
+    "energy.by_district": PanelQuery(
+        f"""SELECT $__timeGroupAlias(day, 1d), coalesce(district, '-') AS metric, sum(kwh) AS value
+FROM dash_energy_daily WHERE {TENANT} AND coalesce(district, '') IN (${{district:sqlstring}}) AND $__timeFilter(day)
+GROUP BY 1, 2 ORDER BY 1, 2""",
+        "time_series",
+        ("time", "metric", "value"),
+    ),
+    "energy.savings": PanelQuery(
+        f"""SELECT $__timeGroupAlias(day, 1d), sum(kwh) AS "used", sum(full_power_kwh) AS "at full power",
+       sum(full_power_kwh) - sum(kwh) AS "saved by dimming"
+FROM dash_energy_daily WHERE {TENANT} AND coalesce(district, '') IN (${{district:sqlstring}}) AND $__timeFilter(day)
+GROUP BY 1 ORDER BY 1""",
+        "time_series",
+        ("time", "used", "at full power", "saved by dimming"),
+    ),
+    "energy.saved_share": PanelQuery(
+        f"""SELECT coalesce(100 * (1 - sum(kwh) / nullif(sum(full_power_kwh), 0)), 0) AS "saved by dimming"
+FROM dash_energy_daily WHERE {TENANT} AND coalesce(district, '') IN (${{district:sqlstring}}) AND $__timeFilter(day)""",
+        "table",
+        ("saved by dimming",),
+    ),
+    # -- maintenance ----------------------------------------------------------------------------------------
+    "maintenance.by_fault_state": PanelQuery(
+        f"""SELECT fault, count(*) FILTER (WHERE status = 'open') AS "open",
+       count(*) FILTER (WHERE status = 'in_repair') AS "in repair",
+       count(*) FILTER (WHERE status = 'verifying') AS "verifying",
+       count(*) FILTER (WHERE status = 'resolved') AS "resolved"
+FROM dash_cases WHERE {SCOPE} AND $__timeFilter(opened_at) GROUP BY 1 ORDER BY 1""",
+        "table",
+        ("fault", "open", "in repair", "verifying", "resolved"),
+    ),
+    "maintenance.opened": PanelQuery(
+        f"""SELECT $__timeGroupAlias(opened_at, $__interval), priority AS metric, count(*) AS value
+FROM dash_cases WHERE {SCOPE} AND $__timeFilter(opened_at) GROUP BY 1, 2 ORDER BY 1, 2""",
+        "time_series",
+        ("time", "metric", "value"),
+    ),
+    "maintenance.breaches": PanelQuery(
+        f"""SELECT count(*) FILTER (WHERE breached AND status <> 'resolved') AS "breached now",
+       count(*) FILTER (WHERE breached) AS "breached in range"
+FROM dash_cases WHERE {SCOPE} AND $__timeFilter(opened_at)""",
+        "table",
+        ("breached now", "breached in range"),
+    ),
+    "maintenance.mttr": PanelQuery(
+        f"""SELECT coalesce(avg(hours_to_repair), 0) AS "mean time to repair"
+FROM dash_cases WHERE {SCOPE} AND $__timeFilter(opened_at) AND hours_to_repair IS NOT NULL""",
+        "table",
+        ("mean time to repair",),
+    ),
+    "maintenance.overdue": PanelQuery(
+        f"""SELECT case_id AS "case", asset_id AS asset, fault, priority, due_at AS due, status FROM dash_cases
+WHERE {SCOPE} AND status <> 'resolved' AND due_at < now() ORDER BY due_at LIMIT 200""",
+        "table",
+        ("case", "asset", "fault", "priority", "due", "status"),
+    ),
+    # -- ingestion health -------------------------------------------------------------------------------------
+    "ingest.rate": PanelQuery(
+        """SELECT $__timeGroupAlias(at, $__interval), sum(received) / $__interval_ms * 1000.0 AS "received",
+       sum(stored) / $__interval_ms * 1000.0 AS "stored (readings)",
+       sum(rejected) / $__interval_ms * 1000.0 AS "rejected"
+FROM dash_ingest WHERE $__timeFilter(at) GROUP BY 1 ORDER BY 1""",
+        "time_series",
+        ("time", "received", "stored (readings)", "rejected"),
+    ),
+    "ingest.rejections": PanelQuery(
+        """SELECT $__timeGroupAlias(at, $__interval), r.key AS metric, sum(r.value::bigint) AS value
+FROM dash_ingest, jsonb_each_text(rejected_by_reason) r WHERE $__timeFilter(at) GROUP BY 1, 2 ORDER BY 1, 2""",
+        "time_series",
+        ("time", "metric", "value"),
+    ),
+    "ingest.lag": PanelQuery(
+        """SELECT $__timeGroupAlias(at, $__interval), max(lag_seconds) AS "lag", max(backlog) AS "backlog"
+FROM dash_ingest WHERE $__timeFilter(at) GROUP BY 1 ORDER BY 1""",
+        "time_series",
+        ("time", "lag", "backlog"),
+    ),
+    "ingest.dead_letters": PanelQuery(
+        """SELECT reason, count(*) AS messages, max(received_at) AS "last" FROM dead_letters
+WHERE $__timeFilter(received_at) AND (tenant_id IS NULL OR tenant_id IN (${tenant:sqlstring}))
+GROUP BY 1 ORDER BY 2 DESC""",
+        "table",
+        ("reason", "messages", "last"),
+    ),
+    # -- environment --------------------------------------------------------------------------------------------
+    "environment.road": PanelQuery(
+        _kind_series("road_temp_c", "road_weather_station"), "time_series", ("time", "metric", "value")
+    ),
+    "environment.dew": PanelQuery(
+        _kind_series("dew_point_c", "road_weather_station"), "time_series", ("time", "metric", "value")
+    ),
+    "environment.icing": PanelQuery(
+        """SELECT a.asset_id AS station, a.name, f.observed_at AS "since", f.severity FROM findings f
+JOIN dash_assets a ON a.tenant_id = f.tenant_id AND a.asset_id = f.asset_id
+WHERE f.tenant_id IN (${tenant:sqlstring}) AND f.fault = 'icyRoad' AND f.status = 'open'
+  AND coalesce(a.district, '') IN (${district:sqlstring}) ORDER BY f.observed_at""",
+        "table",
+        ("station", "name", "since", "severity"),
+    ),
+    "environment.wells": PanelQuery(
+        _kind_series("water_level_m", "stormwater_well"), "time_series", ("time", "metric", "value")
+    ),
+    "environment.bins": PanelQuery(
+        """SELECT a.asset_id AS bin, l.value AS "fill" FROM telemetry_latest l JOIN metrics m USING (metric_id)
+JOIN dash_assets a ON a.device_key = l.device_key
+WHERE a.tenant_id IN (${tenant:sqlstring}) AND m.name = 'fill_pct'
+  AND coalesce(a.district, '') IN (${district:sqlstring}) ORDER BY l.value DESC LIMIT 50""",
+        "table",
+        ("bin", "fill"),
+    ),
+}
+
+VARIABLES: dict[str, str] = {
+    "tenant": "SELECT tenant_id FROM tenants ORDER BY 1",
+    "district": "SELECT DISTINCT coalesce(district, '') FROM assets WHERE tenant_id IN (${tenant:sqlstring}) "
+    "ORDER BY 1",
+    "kind": "SELECT kind FROM asset_kinds ORDER BY 1",
+    "asset": "SELECT asset_id FROM assets WHERE tenant_id IN (${tenant:sqlstring}) AND kind = 'streetlight' "
+    "ORDER BY 1 LIMIT 1000",
+}
+"""The template variables' own queries (Grafana runs them to list the choices)."""
