@@ -8,11 +8,16 @@ and kind (asset detail: tenant and asset).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from typing import Any, Self
 
-from grafana_foundation_sdk.builders import barchart, dashboard, geomap, stat, table, timeseries
-from grafana_foundation_sdk.builders import common as common_builders
+with warnings.catch_warnings():
+    # The SDK suggests its v2 dashboard schema; file provisioning and the JSON schemas Grafana publishes for
+    # validation are the (still current) v1 dashboard, which is what lykta writes.
+    warnings.filterwarnings("ignore", "Prefer using dashboardv2", DeprecationWarning)
+    from grafana_foundation_sdk.builders import barchart, dashboard, geomap, stat, table, timeseries
+    from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder

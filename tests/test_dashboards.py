@@ -1,0 +1,357 @@
+"""Grafana dashboards: every panel's SQL expanded as Grafana's PostgreSQL data source does it and run against a
+database filled by the simulators through ingest, the rules and the case handling; the JSON checked against
+Grafana's JSON schemas; provisioning files, the read-only role, and publishing.
+
+There is no Grafana server on these machines: publishing is tested against a local HTTP server that answers
+like Grafana's dashboard and folder API and records what it was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+
+from cases import service as cases_service
+from cases.policy import Policies
+from dashboards import grafana_sql, provision
+from dashboards.build import build_all
+from dashboards.grafana_sql import MacroError, Variable, expand
+from lykta import admin, config, mosquitto
+from lykta.services import ServiceState
+from rules import definitions
+from rules.replay import backfill, persist
+from simulators import fleet as fleets
+from simulators import scenario as scenarios
+from simulators.clock import SimClock
+from simulators.engine import simulate
+from simulators.publish import publish
+from storage import assets, grafana, inventory, tenants
+from storage.panels import QUERIES, VARIABLES
+from tests.conftest import TEMPLATE, _drop_database, _new_database, make_state_dir
+from tests.helpers import RunningIngest, ingest_settings, wait_for
+from tests.test_cases import add_crews
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMAS = ROOT.parent / "shared" / "grafana-jsonschema"
+DAYS = 2
+
+
+@pytest.fixture(scope="module")
+def city(service_state: ServiceState) -> Iterator[tuple[str, float]]:
+    """Two days of Solvik ending now, through Mosquitto and ingest, with findings, cases, rollups and daylight.
+    Yields the database URL and "now"."""
+    assert service_state.postgres is not None
+    name = _new_database(service_state, TEMPLATE)
+    url = service_state.postgres.url(name)
+    broker_dir = make_state_dir("lykta-dash-broker-")
+    broker = mosquitto.start(broker_dir, None)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            tenants.upsert(conn, "solvik", "Solvik kommun", "sv", "Europe/Stockholm")
+            assets.import_records(conn, "solvik", inventory.parse_file(ROOT / "examples" / "solvik.csv"), "solvik.csv")
+        add_crews(url)
+        now = time.time()
+        start = now - DAYS * 86400
+        fleet = fleets.from_file(ROOT / "examples" / "solvik.csv", "solvik", 5)
+        plan = scenarios.build(
+            {
+                "seed": 5,
+                "duration": f"{DAYS}d",
+                "faults": [
+                    {"fault": "lampFailure", "target": "SL-0003", "start": "+3h"},
+                    {"fault": "icyRoad", "target": "RWS-01", "start": "+40h"},
+                    {"fault": "wellOverflow", "target": "SW-01", "start": "+10h", "duration": "3h"},
+                    {"fault": "supplyLoss", "target": "CAB-03", "start": "+20h", "duration": "2h"},
+                    {"fault": "malformedPayload", "target": "SL-0010", "start": "+1h", "duration": "2h"},
+                ],
+            },
+            fleet.assets,
+            fleet.children,
+            start=start,
+        )
+        publications = list(simulate(fleet, plan))
+        host, port = broker.url.removeprefix("mqtt://").split(":")
+        with RunningIngest(ingest_settings(ingest_client_id="dash-ingest"), url, broker.url) as ingest:
+            asyncio.run(publish(host, int(port), publications, SimClock(start), own_links=set()))
+            wait_for(lambda: ingest.received() >= len(publications), timeout=120, what="the two days received")
+            time.sleep(2.5)  # the last batch committed and one more statistics interval written
+        with psycopg.connect(url) as conn:
+            found = backfill(conn, definitions.load(), start, now)
+            with conn.transaction():
+                persist(conn, found, now)
+        # the case handling ran a day ago as well as now: some cases are past due, as in any real city
+        settings = config.load(environ={}, smtp_port=9)
+        cases_service.run_once(url, Policies(), settings, now - 86400)
+        cases_service.run_once(url, Policies(), settings, now)
+        admin.maintain(url, 395)
+        admin.daylight(url, start - 86400, now + 86400)
+        yield url, time.time()  # the panels look up to now: after ingest wrote its statistics
+    finally:
+        mosquitto.stop(broker)
+        _drop_database(service_state, name)
+
+
+def _variables(url: str) -> dict[str, Variable]:
+    """The variables as a person would set them: every tenant, district and kind; one streetlight."""
+    out = {"tenant": Variable(("solvik",))}
+    for name in ("district", "kind"):
+        sql = expand(VARIABLES[name], time_from=datetime.now(UTC), time_to=datetime.now(UTC), interval_s=60,
+                     variables=out)  # fmt: skip
+        with psycopg.connect(url) as conn:
+            out[name] = Variable(tuple(str(r[0]) for r in conn.execute(sql).fetchall()))
+    out["asset"] = Variable(("SL-0003",), multi=False)
+    return out
+
+
+def _targets(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for panel in doc["panels"]:
+        for target in panel.get("targets", []):
+            yield panel["type"], target
+    for annotation in doc.get("annotations", {}).get("list", []):
+        if "target" in annotation and "rawSql" in annotation["target"]:
+            yield "annotation", annotation["target"]
+
+
+def _query_name(raw_sql: str) -> str:
+    return next(name for name, q in QUERIES.items() if q.sql == raw_sql)
+
+
+RANGES = [(timedelta(hours=6), 60.0), (timedelta(days=DAYS), 3600.0), (timedelta(days=30), 86400.0)]
+
+
+def test_every_panel_query_answers_with_the_columns_its_panel_needs(city: tuple[str, float]) -> None:
+    url, now = city
+    variables = _variables(url)
+    assert variables["district"].values and "streetlight" in variables["kind"].values
+    end = datetime.fromtimestamp(now, UTC)
+    ran = set()
+    with psycopg.connect(url) as conn:
+        for doc in build_all().values():
+            for panel_type, target in _targets(doc):
+                name = _query_name(target["rawSql"])
+                spec = QUERIES[name]
+                assert target["format"] == spec.format
+                rows_seen = 0
+                for span, interval in RANGES:
+                    sql = expand(target["rawSql"], time_from=end - span, time_to=end, interval_s=interval,
+                                 variables=variables)  # fmt: skip
+                    cur = conn.execute(sql)
+                    columns = tuple(d.name for d in cur.description or [])
+                    rows = cur.fetchall()
+                    assert columns == spec.columns, (name, columns)
+                    if spec.format == "time_series":
+                        assert columns[0] == "time", name
+                        times = [r[0] for r in rows]
+                        assert times == sorted(times), f"{name}: time must be ordered"
+                    if panel_type == "geomap":
+                        assert {"lat", "lon"} <= set(columns)
+                        assert all(-90 <= r[0] <= 90 and -180 <= r[1] <= 180 for r in rows)
+                    rows_seen += len(rows)
+                assert rows_seen > 0, f"{name} ({doc['uid']}) returned no rows on the simulated city"
+                ran.add(name)
+    assert ran == set(QUERIES), f"panel queries no dashboard uses: {sorted(set(QUERIES) - ran)}"
+
+
+def test_long_ranges_read_the_rollups(city: tuple[str, float]) -> None:
+    """Marked rollup rows (in a transaction that is rolled back) show which table each resolution reads."""
+    url, now = city
+    end = datetime.fromtimestamp(now, UTC)
+    variables = _variables(url)
+
+    def power(conn: psycopg.Connection, interval: float) -> set[float]:
+        sql = expand(QUERIES["asset.power"].sql, time_from=end - timedelta(days=DAYS), time_to=end,
+                     interval_s=interval, variables=variables)  # fmt: skip
+        return {round(r[2], 3) for r in conn.execute(sql).fetchall()}
+
+    with psycopg.connect(url) as conn:
+        raw = power(conn, 60.0)
+        assert raw and max(raw) < 200
+        conn.execute("UPDATE telemetry_hourly SET value_avg = 1111 WHERE metric_id = "
+                     "(SELECT metric_id FROM metrics WHERE name = 'power_w')")  # fmt: skip
+        conn.execute("UPDATE telemetry_daily SET value_avg = 2222 WHERE metric_id = "
+                     "(SELECT metric_id FROM metrics WHERE name = 'power_w')")  # fmt: skip
+        assert power(conn, 60.0) == raw  # under an hour: raw readings
+        assert power(conn, 3600.0) == {1111.0}  # hours: the hourly rollup
+        assert power(conn, 86400.0) == {2222.0}  # days: the daily rollup
+        conn.rollback()
+
+
+def test_variables_cannot_become_sql(city: tuple[str, float]) -> None:
+    url, now = city
+    end = datetime.fromtimestamp(now, UTC)
+    hostile = _variables(url) | {"tenant": Variable(("solvik' OR '1'='1", "x'); DROP TABLE assets; --"))}
+    sql = expand(QUERIES["city.map"].sql, time_from=end - timedelta(hours=1), time_to=end, interval_s=60,
+                 variables=hostile)  # fmt: skip
+    with psycopg.connect(url) as conn:
+        assert conn.execute(sql).fetchall() == []
+        assert conn.execute("SELECT count(*) FROM assets").fetchone() != (0,)
+
+
+def test_macros_expand_as_grafana_documents_them() -> None:
+    start = datetime(2017, 4, 21, 5, 1, 17, tzinfo=UTC)
+    end = datetime(2017, 4, 21, 5, 6, 17, tzinfo=UTC)
+    v = {"host": Variable(("a", "b'c")), "one": Variable(("x",), multi=False)}
+    assert expand("WHERE $__timeFilter(time_column)", time_from=start, time_to=end, interval_s=60, variables=v) == (
+        "WHERE time_column BETWEEN '2017-04-21T05:01:17Z' AND '2017-04-21T05:06:17Z'"
+    )
+    assert expand("SELECT $__timeGroupAlias(dateColumn,'5m')", time_from=start, time_to=end, interval_s=60,
+                  variables=v) == """SELECT time_bucket('300s',dateColumn) AS "time\""""  # fmt: skip
+    assert expand("$__timeGroup(c, $__interval)", time_from=start, time_to=end, interval_s=3600, variables=v) == (
+        "time_bucket('3600s',c)"
+    )
+    assert expand("$__timeFrom() $__timeTo() $__interval_ms", time_from=start, time_to=end, interval_s=0.5,
+                  variables=v) == "'2017-04-21T05:01:17Z' '2017-04-21T05:06:17Z' 500"  # fmt: skip
+    assert expand("IN ($host) = $one, ${one:sqlstring}, ${host:csv}", time_from=start, time_to=end, interval_s=60,
+                  variables=v) == "IN ('a','b''c') = x, 'x', a,b'c"  # fmt: skip
+    assert grafana_sql.interval_text(300) == "5m" and grafana_sql.interval_text(86400) == "1d"
+    for bad in ("$__nosuch(x)", "$nosuchvar", "$__timeGroup(c)"):
+        with pytest.raises(MacroError):
+            expand(bad, time_from=start, time_to=end, interval_s=60, variables=v)
+
+
+def _schema(name: str) -> dict[str, Any]:
+    return dict(json.loads((SCHEMAS / f"{name}.jsonschema.json").read_text()))
+
+
+def test_dashboards_validate_against_grafanas_schemas() -> None:
+    if not SCHEMAS.is_dir():
+        pytest.skip(f"Grafana's JSON schemas are not at {SCHEMAS}: nothing to validate against here")
+    import jsonschema
+
+    dashboard_schema = _schema("dashboard")
+    checked = 0
+    for doc in build_all().values():
+        jsonschema.validate(doc, dashboard_schema)
+        for panel in doc["panels"]:
+            schema = _schema(panel["type"])
+            options = {**schema, "$ref": "#/definitions/Options"}
+            jsonschema.validate(panel.get("options", {}), options)
+            if "FieldConfig" in schema.get("definitions", {}):
+                custom = panel.get("fieldConfig", {}).get("defaults", {}).get("custom", {})
+                jsonschema.validate(custom, {**schema, "$ref": "#/definitions/FieldConfig"})
+            checked += 1
+    assert checked >= 25
+    # the schemas do catch a broken dashboard
+    broken = build_all()["city"]
+    broken["panels"][0]["gridPos"] = {"h": "tall"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, dashboard_schema)
+
+
+def test_build_writes_files_a_grafana_server_provisions(tmp_path: Path) -> None:
+    written = provision.build(tmp_path, provision.Target("db.internal", 5433, "lykta", sslmode="require"))
+    boards = sorted(p.name for p in (tmp_path / "dashboards").iterdir())
+    assert boards == sorted(f"{d['uid']}.json" for d in build_all().values()) and len(boards) == 6
+    source = yaml.safe_load((tmp_path / "provisioning" / "datasources" / "lykta.yaml").read_text())["datasources"][0]
+    assert (source["type"], source["uid"], source["url"]) == ("grafana-postgresql-datasource", "lykta-postgres",
+                                                              "db.internal:5433")  # fmt: skip
+    assert source["jsonData"]["timescaledb"] is True and source["jsonData"]["sslmode"] == "require"
+    assert source["user"] == "lykta_grafana" and source["secureJsonData"]["password"] == "$LYKTA_GRAFANA_DB_PASSWORD"
+    provider = yaml.safe_load((tmp_path / "provisioning" / "dashboards" / "lykta.yaml").read_text())["providers"][0]
+    assert provider["type"] == "file" and provider["options"]["path"] == "/var/lib/grafana/dashboards/lykta"
+    for doc in (json.loads(p.read_text()) for p in written if p.suffix == ".json"):
+        for _, target in _targets(doc):
+            assert target["datasource"]["uid"] == source["uid"]
+
+
+def test_the_grafana_role_reads_and_cannot_write(db_url: str, service_state: ServiceState) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        grafana.ensure_reader(conn, "lykta_grafana", "read-only-pw")
+        grafana.ensure_reader(conn, "lykta_grafana", "read-only-pw")  # again: updates, no error
+    assert service_state.postgres is not None
+    reader = db_url.replace(f"{service_state.postgres.user}:{service_state.postgres.password}",
+                            "lykta_grafana:read-only-pw")  # fmt: skip
+    with psycopg.connect(reader, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM dash_assets").fetchone() == (0,)
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("INSERT INTO tenants (tenant_id, name) VALUES ('x', 'x')")
+        conn.execute("SET default_transaction_read_only = off")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO tenants (tenant_id, name) VALUES ('x', 'x')")
+
+
+class FakeGrafana:
+    """Answers like Grafana's folder and dashboard API (a stand-in: no Grafana server can run here)."""
+
+    def __init__(self, token: str) -> None:
+        self.requests: list[tuple[str, str, dict[str, Any] | None]] = []
+        self.folders: dict[str, dict[str, Any]] = {}
+        self.dashboards: dict[str, dict[str, Any]] = {}
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self, status: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _body(self) -> dict[str, Any] | None:
+                length = int(self.headers.get("Content-Length") or 0)
+                return json.loads(self.rfile.read(length)) if length else None
+
+            def do_GET(self) -> None:
+                fake.requests.append(("GET", self.path, None))
+                if self.headers.get("Authorization") != f"Bearer {token}":
+                    return self._answer(401, {"message": "Unauthorized"})
+                uid = self.path.removeprefix("/api/folders/")
+                if self.path.startswith("/api/folders/") and uid in fake.folders:
+                    return self._answer(200, fake.folders[uid])
+                return self._answer(404, {"message": "Folder not found"})
+
+            def do_POST(self) -> None:
+                body = self._body()
+                fake.requests.append(("POST", self.path, body))
+                if self.headers.get("Authorization") != f"Bearer {token}":
+                    return self._answer(401, {"message": "Unauthorized"})
+                assert body is not None
+                if self.path == "/api/folders":
+                    fake.folders[body["uid"]] = {"uid": body["uid"], "title": body["title"]}
+                    return self._answer(200, fake.folders[body["uid"]])
+                if self.path == "/api/dashboards/db":
+                    uid = body["dashboard"]["uid"]
+                    if uid in fake.dashboards and not body.get("overwrite"):
+                        return self._answer(412, {"message": "The dashboard has been changed by someone else"})
+                    version = fake.dashboards.get(uid, {}).get("version", 0) + 1
+                    fake.dashboards[uid] = {"dashboard": body["dashboard"], "version": version,
+                                            "folderUid": body.get("folderUid")}  # fmt: skip
+                    return self._answer(200, {"status": "success", "uid": uid, "version": version})
+                return self._answer(404, {"message": "Not found"})
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_publishing_twice_updates_and_never_duplicates() -> None:
+    fake = FakeGrafana("glsa_test")
+    try:
+        first = provision.publish(fake.url, "glsa_test")
+        second = provision.publish(fake.url, "glsa_test")
+        assert [a["version"] for a in first] == [1] * 6 and [a["version"] for a in second] == [2] * 6
+        assert sorted(fake.dashboards) == sorted(d["uid"] for d in build_all().values())
+        assert all(d["folderUid"] == "lykta" and d["dashboard"]["id"] is None for d in fake.dashboards.values())
+        assert [p for m, p, _ in fake.requests if m == "POST" and p == "/api/folders"] == ["/api/folders"]
+        from lykta.errors import LyktaError
+
+        with pytest.raises(LyktaError, match="refused: HTTP 401"):
+            provision.publish(fake.url, "wrong")
+    finally:
+        fake.server.shutdown()
+        fake.server.server_close()
