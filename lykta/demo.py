@@ -15,10 +15,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 
+from dashboards import provision
+from dashboards.build import build_all
+from dashboards.grafana_sql import Variable, expand
 from lykta import admin, demo_cases, services
 from lykta.config import Settings
 from lykta.errors import LyktaError
@@ -27,6 +31,7 @@ from rules.replay import TimeMap, backfill, persist
 from simulators.run import SimulationRequest, run_simulation
 from storage import assets, reports
 from storage.connection import connect
+from storage.panels import VARIABLES
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "solvik.geojson"
@@ -165,6 +170,8 @@ def run(settings: Settings, inventory: Path | None = None) -> int:
     _say("stored", _stored(url))
     _say("findings of the default rules over the week (lykta rules)", _findings(url, start, wall0))
     demo_cases.run(settings, url, tenant_id, _say)
+    _say("rollups and daylight (lykta db maintain)", admin.maintain(url, settings.retention_days))
+    _say("Grafana dashboards (lykta dashboards build)", _dashboards(settings, url))
     print(f"\nThe services keep running; stop them with: lykta --state-dir {settings.state_dir} services down")
     return 0
 
@@ -178,3 +185,27 @@ def _stored(url: str) -> list[str]:
         "events: " + (", ".join(f"{e} x{n}" for e, n in s.events) or "none"),
         "dead letters: " + (", ".join(f"{r} x{n}" for r, n in s.dead_letters) or "none"),
     ]
+
+
+def _dashboards(settings: Settings, url: str) -> list[str]:
+    """Write the dashboards and provisioning files, then run every panel's query as Grafana would."""
+    out = settings.state_dir / "grafana"
+    provision.build(out, provision.Target("127.0.0.1", 5432, "lykta"))
+    end = datetime.now(UTC)
+    lines = [f"written to {out} (see docs/dashboards.md)"]
+    with psycopg.connect(url) as conn:
+        variables = {"tenant": Variable((TENANT[0],))}
+        for name in ("district", "kind"):
+            sql = expand(VARIABLES[name], time_from=end, time_to=end, interval_s=60, variables=variables)
+            variables[name] = Variable(tuple(str(r[0]) for r in conn.execute(sql).fetchall()))
+        lamp = conn.execute("SELECT asset_id FROM findings WHERE fault = 'lampFailure' LIMIT 1").fetchone()
+        variables["asset"] = Variable((lamp[0] if lamp else "SL-0001",), multi=False)
+        for doc in build_all().values():
+            counts = []
+            for panel in doc["panels"]:
+                for target in panel.get("targets", []):
+                    sql = expand(target["rawSql"], time_from=end - timedelta(days=7), time_to=end, interval_s=3600,
+                                 variables=variables)  # fmt: skip
+                    counts.append(len(conn.execute(sql).fetchall()))
+            lines.append(f"{doc['title']}: {len(counts)} panels, rows per panel over the week: {counts}")
+    return lines

@@ -355,3 +355,30 @@ def test_publishing_twice_updates_and_never_duplicates() -> None:
     finally:
         fake.server.shutdown()
         fake.server.server_close()
+
+
+def test_dashboards_commands(tmp_path: Path, db_url: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("LYKTA_")}, "LYKTA_DATABASE_URL": db_url}
+
+    def lykta(*args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "lykta.cli", "dashboards", *args], capture_output=True,
+                              text=True, env={**env, **(extra or {})}, timeout=120, check=False)  # fmt: skip
+
+    built = lykta("build", "--out", str(tmp_path / "grafana"), "--create-role",
+                  extra={"LYKTA_GRAFANA_DB_PASSWORD": "pw-from-env"})  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    assert built.stdout.count("wrote ") == 8 and "read-only role lykta_grafana ready" in built.stdout
+    source = yaml.safe_load((tmp_path / "grafana/provisioning/datasources/lykta.yaml").read_text())
+    assert source["datasources"][0]["url"].startswith("127.0.0.1:")  # taken from the database URL
+    no_password = lykta("build", "--out", str(tmp_path / "g2"), "--create-role")
+    assert no_password.returncode == 1 and "LYKTA_GRAFANA_DB_PASSWORD" in no_password.stderr
+    assert "needs --out" in lykta("build").stderr
+    assert "needs --url and --token" in lykta("publish", "--url", "http://127.0.0.1:9").stderr
+    refused = lykta("publish", "--url", "ftp://x", "--token", "t")
+    assert refused.returncode == 1 and "expected an http:// or https:// URL" in refused.stderr
+    down = lykta("publish", "--url", "http://127.0.0.1:9", "--token", "t")
+    assert down.returncode == 1 and "cannot reach Grafana at http://127.0.0.1:9" in down.stderr
