@@ -382,3 +382,17 @@ def test_dashboards_commands(tmp_path: Path, db_url: str) -> None:
     assert refused.returncode == 1 and "expected an http:// or https:// URL" in refused.stderr
     down = lykta("publish", "--url", "http://127.0.0.1:9", "--token", "t")
     assert down.returncode == 1 and "cannot reach Grafana at http://127.0.0.1:9" in down.stderr
+
+
+def test_assets_without_a_district_are_shown_under_the_empty_district(city: tuple[str, float]) -> None:
+    url, now = city
+    end = datetime.fromtimestamp(now, UTC)
+    with psycopg.connect(url) as conn:
+        conn.execute("UPDATE assets SET district = NULL WHERE asset_id = 'RWS-01'")
+        variables = _variables(url) | {"district": Variable(("",))}  # what the district variable lists for none
+        for name in ("environment.road", "city.map"):
+            sql = expand(QUERIES[name].sql, time_from=end - timedelta(days=1), time_to=end, interval_s=3600,
+                         variables=variables)  # fmt: skip
+            names = {str(v) for row in conn.execute(sql).fetchall() for v in row}
+            assert "RWS-01" in names, name
+        conn.rollback()

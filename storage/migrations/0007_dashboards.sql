@@ -97,7 +97,7 @@ LANGUAGE sql STABLE AS $$
     FROM dash_series(
         p_tenants,
         ARRAY(SELECT asset_id FROM assets WHERE tenant_id = ANY(p_tenants) AND kind = ANY(p_kinds)
-              AND (p_districts IS NULL OR district = ANY(p_districts))),
+              AND (p_districts IS NULL OR coalesce(district, '') = ANY(p_districts))),
         p_metric, p_from, p_to, p_bucket_s) s
 $$;
 
