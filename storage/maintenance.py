@@ -2,7 +2,7 @@
 
 On the ``apache`` path the write path records each hour it touched in
 ``rollup_pending``; :func:`refresh_rollups` recomputes exactly those hours in
-``telemetry_hourly`` and their days in ``telemetry_daily``, in one transaction,
+``telemetry_hourly`` and their days in ``telemetry_daily``, a day per transaction,
 so late and replayed data is rolled up as well. :func:`apply_retention` drops raw
 chunks older than the retention period. On the ``tsl`` path both are policies;
 :func:`apply_retention` makes the retention policy match the configuration.
@@ -38,43 +38,47 @@ def storage_path(conn: psycopg.Connection) -> StoragePath:
     return path
 
 
-_REFRESH = [
-    """CREATE TEMP TABLE _lykta_hours ON COMMIT DROP AS
-       WITH taken AS (DELETE FROM rollup_pending RETURNING bucket) SELECT bucket FROM taken""",
-    """DELETE FROM telemetry_hourly h USING _lykta_hours p WHERE h.bucket = p.bucket""",
+_TAKE_DAY = """
+    WITH first AS (SELECT time_bucket(INTERVAL '1 day', min(bucket)) AS day FROM rollup_pending),
+         taken AS (DELETE FROM rollup_pending r USING first
+                   WHERE r.bucket >= first.day AND r.bucket < first.day + INTERVAL '1 day' RETURNING r.bucket)
+    SELECT (SELECT day FROM first), array_agg(bucket ORDER BY bucket) FROM taken"""
+
+_REFRESH_HOURS = [
+    "DELETE FROM telemetry_hourly WHERE bucket = ANY(%(hours)s)",
+    # one range scan of the day's raw readings, grouped by hour: a month of backfill is 30 such scans
     """INSERT INTO telemetry_hourly (bucket, device_key, metric_id, n, value_avg, value_min, value_max, value_sum)
-       SELECT p.bucket, t.device_key, t.metric_id, count(*), avg(t.value), min(t.value), max(t.value), sum(t.value)
-       FROM _lykta_hours p
-       JOIN telemetry t ON t.device_time >= p.bucket AND t.device_time < p.bucket + INTERVAL '1 hour'
+       SELECT time_bucket(INTERVAL '1 hour', t.device_time), t.device_key, t.metric_id, count(*), avg(t.value),
+              min(t.value), max(t.value), sum(t.value)
+       FROM telemetry t
+       WHERE t.device_time >= %(day)s AND t.device_time < %(day)s + INTERVAL '1 day'
+         AND time_bucket(INTERVAL '1 hour', t.device_time) = ANY(%(hours)s)
        GROUP BY 1, 2, 3""",
-    """CREATE TEMP TABLE _lykta_days ON COMMIT DROP AS
-       SELECT DISTINCT time_bucket(INTERVAL '1 day', bucket) AS day FROM _lykta_hours""",
-    """DELETE FROM telemetry_daily d USING _lykta_days p WHERE d.bucket = p.day""",
+    "DELETE FROM telemetry_daily WHERE bucket = %(day)s",
     """INSERT INTO telemetry_daily (bucket, device_key, metric_id, n, value_avg, value_min, value_max, value_sum)
-       SELECT p.day, h.device_key, h.metric_id, sum(h.n), sum(h.value_sum) / sum(h.n),
+       SELECT %(day)s, h.device_key, h.metric_id, sum(h.n), sum(h.value_sum) / sum(h.n),
               min(h.value_min), max(h.value_max), sum(h.value_sum)
-       FROM _lykta_days p
-       JOIN telemetry_hourly h ON h.bucket >= p.day AND h.bucket < p.day + INTERVAL '1 day'
-       GROUP BY 1, 2, 3""",
+       FROM telemetry_hourly h
+       WHERE h.bucket >= %(day)s AND h.bucket < %(day)s + INTERVAL '1 day'
+       GROUP BY 2, 3""",
 ]
 
 
 def refresh_rollups(conn: psycopg.Connection) -> tuple[int, int]:
-    """Apache path: recompute the pending hours and their days. Returns (hours, days)."""
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
-        conn.execute(_REFRESH[0])
-        row = conn.execute("SELECT count(*) FROM _lykta_hours").fetchone()
-        hours = int(row[0]) if row else 0
-        if hours == 0:
-            conn.execute("DROP TABLE _lykta_hours")
-            return 0, 0
-        for statement in _REFRESH[1:]:
-            conn.execute(statement)
-        row = conn.execute("SELECT count(*) FROM _lykta_days").fetchone()
-        days = int(row[0]) if row else 0
-        conn.execute("DROP TABLE _lykta_hours; DROP TABLE _lykta_days")
-    return hours, days
+    """Apache path: recompute the pending hours and their days, one day per transaction (a stop in between
+    leaves the remaining hours pending). Returns (hours, days)."""
+    hours = days = 0
+    while True:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            row = conn.execute(_TAKE_DAY).fetchone()
+            if row is None or row[0] is None or not row[1]:
+                return hours, days
+            params = {"day": row[0], "hours": row[1]}
+            for statement in _REFRESH_HOURS:
+                conn.execute(statement, params)
+            hours += len(row[1])
+            days += 1
 
 
 def apply_retention(conn: psycopg.Connection, path: StoragePath, retention_days: int) -> tuple[int, str]:
