@@ -43,17 +43,18 @@ JOIN assets a ON a.tenant_id = c.tenant_id AND a.asset_id = c.asset_id;
 
 -- Energy per streetlight and day from the daily rollup: what it used (the day's rise of its energy meter) and
 -- what it would have used burning at full power for the same hours (rated power over driver efficiency).
+-- Both meters come from one scan of the rollup, pivoted per lamp and day.
 CREATE VIEW dash_energy_daily AS
-SELECT e.bucket AS day, a.tenant_id, a.district, a.asset_id,
-       e.value_max - e.value_min AS kwh,
-       (h.value_max - h.value_min) * a.rated_power_w / 0.92 / 1000 AS full_power_kwh
-FROM telemetry_daily e
-JOIN metrics me ON me.metric_id = e.metric_id AND me.name = 'energy_kwh'
-JOIN devices d ON d.device_key = e.device_key
+SELECT r.bucket AS day, a.tenant_id, a.district, a.asset_id,
+       max(r.value_max - r.value_min) FILTER (WHERE m.name = 'energy_kwh') AS kwh,
+       max(r.value_max - r.value_min) FILTER (WHERE m.name = 'burning_hours_h') * a.rated_power_w / 0.92 / 1000
+           AS full_power_kwh
+FROM telemetry_daily r
+JOIN metrics m ON m.metric_id = r.metric_id AND m.name IN ('energy_kwh', 'burning_hours_h')
+JOIN devices d ON d.device_key = r.device_key
 JOIN assets a ON a.tenant_id = d.tenant_id AND a.asset_id = d.asset_id
-LEFT JOIN metrics mh ON mh.name = 'burning_hours_h'
-LEFT JOIN telemetry_daily h ON h.device_key = e.device_key AND h.metric_id = mh.metric_id AND h.bucket = e.bucket
-WHERE a.kind = 'streetlight';
+WHERE a.kind = 'streetlight'
+GROUP BY r.bucket, a.tenant_id, a.district, a.asset_id, a.rated_power_w;
 
 -- One metric of the assets of a tenant as (time, asset, value) between two times, at a resolution that
 -- fits: raw readings for buckets under an hour, the hourly rollup up to a day, the daily rollup beyond.
