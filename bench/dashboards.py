@@ -33,14 +33,15 @@ sys.path.insert(0, str(ROOT))
 
 from cases import service as cases_service  # noqa: E402
 from cases.policy import Policies  # noqa: E402
+from dashboards import grafana_sql  # noqa: E402
 from dashboards.build import build_all  # noqa: E402
-from dashboards.grafana_sql import Variable, expand  # noqa: E402
+from dashboards.grafana_sql import expand  # noqa: E402
 from lykta import admin, config, services  # noqa: E402
 from simulators import fleet as fleets  # noqa: E402
 from storage import assets as asset_store  # noqa: E402
 from storage import migrations, synthetic, tenants  # noqa: E402
 from storage import rules as rule_store  # noqa: E402
-from storage.panels import QUERIES, VARIABLES  # noqa: E402
+from storage.panels import QUERIES  # noqa: E402
 from storage.rules import Finding  # noqa: E402
 
 RAW_ENERGY = """(SELECT time_bucket('1 day', e.device_time) AS day, a.tenant_id, a.district, a.asset_id,
@@ -78,11 +79,7 @@ def measure(url: str, end: float, days: int, lamp: str) -> None:
     """Every panel query over the last ``days`` and the last day, with the raw-reading baseline."""
     until = datetime.fromtimestamp(end, UTC)
     with psycopg.connect(url) as conn:
-        variables = {"tenant": Variable(("city",))}
-        for name in ("district", "kind"):
-            sql = expand(VARIABLES[name], time_from=until, time_to=until, interval_s=60, variables=variables)
-            variables[name] = Variable(tuple(str(r[0]) for r in conn.execute(sql).fetchall()))
-        variables["asset"] = Variable((lamp,), multi=False)
+        variables = grafana_sql.everything(conn, "city", lamp)
         print(f"\n{'panel':<32}{'rows':>7}{'month (1h)':>12}{'day (1min)':>12}{'raw, month':>12}{'ratio':>8}")
         worst = 0.0
         for doc in build_all().values():

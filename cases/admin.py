@@ -45,8 +45,7 @@ def add_crew(  # noqa: PLR0917 - the fields of a crew, from the command line
     if webhook and not secret:
         raise LyktaError("--webhook needs --secret: webhooks are signed")
     with psycopg.connect(url, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM tenants WHERE tenant_id = %s", (tenant_id,)).fetchone() is None:
-            raise LyktaError(f"unknown tenant {tenant_id!r}")
+        tenants.get(conn, tenant_id)  # an unknown tenant is refused with its name
         store.upsert_crew(
             conn,
             {
@@ -83,8 +82,7 @@ def create_token(url: str, tenant_id: str, role: str, crew_id: str | None, label
     with psycopg.connect(url, autocommit=True) as conn:
         if role == "crew" and store.crew(conn, tenant_id, crew_id or "") is None:
             raise LyktaError(f"unknown crew {tenant_id}/{crew_id}")
-        if conn.execute("SELECT 1 FROM tenants WHERE tenant_id = %s", (tenant_id,)).fetchone() is None:
-            raise LyktaError(f"unknown tenant {tenant_id!r}")
+        tenants.get(conn, tenant_id)
         api_store.create_token(conn, hash_token(token), tenant_id, role, crew_id, label)
     return token
 

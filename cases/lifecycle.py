@@ -113,21 +113,7 @@ def open_case(  # noqa: PLR0917 - the parts of one new case
 ) -> Row | None:
     """A new case for ``f`` (asset, fault, severity, observed_at) with its priority, due time and work order."""
     priority = policy.priority(facts)
-    opened = now
-    case_id = store.insert_case(
-        conn,
-        {
-            "tenant_id": f["tenant_id"],
-            "asset_id": f["asset_id"],
-            "fault": f["fault"],
-            "priority": priority,
-            "severity": f["severity"],
-            "source": source,
-            "observed_at": f["observed_at"],
-            "opened_at": opened,
-            "due_at": policy.due(priority, opened),
-        },
-    )
+    case_id = _insert(conn, f, priority, source, now, policy.due(priority, now))
     if case_id is None:  # another writer opened it first
         return store.active_case(conn, f["tenant_id"], f["asset_id"], f["fault"])
     store.add_event(
@@ -143,6 +129,26 @@ def open_case(  # noqa: PLR0917 - the parts of one new case
     if facts.lamps_in_row >= 2:
         _raise_neighbours(conn, policy, created, now)
     return created
+
+
+def _insert(  # noqa: PLR0917 - the columns of a new case
+    conn: psycopg.Connection, f: Row, priority: str, source: str, opened: float, due: float
+) -> int | None:
+    """A case for the asset and fault of ``f``; None when one is already active."""
+    return store.insert_case(
+        conn,
+        {
+            "tenant_id": f["tenant_id"],
+            "asset_id": f["asset_id"],
+            "fault": f["fault"],
+            "priority": priority,
+            "severity": f["severity"],
+            "source": source,
+            "observed_at": f["observed_at"],
+            "opened_at": opened,
+            "due_at": due,
+        },
+    )
 
 
 def _link(conn: psycopg.Connection, c: Row, f: Row, report: SyncReport) -> None:
@@ -246,20 +252,7 @@ def _record_past(conn: psycopg.Connection, policy: Policy, f: Row, now: float, r
         _on_cleared(conn, f, now, report)
         return
     priority = policy.priority(_facts(conn, policy, f))
-    case_id = store.insert_case(
-        conn,
-        {
-            "tenant_id": f["tenant_id"],
-            "asset_id": f["asset_id"],
-            "fault": f["fault"],
-            "priority": priority,
-            "severity": f["severity"],
-            "source": "telemetry",
-            "observed_at": f["observed_at"],
-            "opened_at": now,
-            "due_at": policy.due(priority, f["observed_at"]),
-        },
-    )
+    case_id = _insert(conn, f, priority, "telemetry", now, policy.due(priority, f["observed_at"]))
     if case_id is None:
         return
     store.link_finding(conn, case_id, f["finding_id"], f["asset_id"])

@@ -21,6 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import psycopg
+
+from storage.panels import VARIABLES
+
 
 class MacroError(ValueError):
     """A macro Grafana would refuse, or one this module does not know."""
@@ -161,3 +165,15 @@ def expand(
 
 def _rfc3339(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def everything(conn: psycopg.Connection, tenant_id: str, asset_id: str) -> dict[str, Variable]:
+    """The variables as a person sets them for a whole municipality: every district and asset kind that the
+    variables' own queries list ("All"), and one streetlight for the asset detail."""
+    now = datetime.now(UTC)
+    out = {"tenant": Variable((tenant_id,))}
+    for name in ("district", "kind"):
+        sql = expand(VARIABLES[name], time_from=now, time_to=now, interval_s=60, variables=out)
+        out[name] = Variable(tuple(str(r[0]) for r in conn.execute(sql).fetchall()))
+    out["asset"] = Variable((asset_id,), multi=False)
+    return out

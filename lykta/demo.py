@@ -20,9 +20,9 @@ from pathlib import Path
 
 import psycopg
 
-from dashboards import provision
+from dashboards import grafana_sql, provision
 from dashboards.build import build_all
-from dashboards.grafana_sql import Variable, expand
+from dashboards.grafana_sql import expand
 from lykta import admin, demo_cases, services
 from lykta.config import Settings
 from lykta.errors import LyktaError
@@ -31,7 +31,6 @@ from rules.replay import TimeMap, backfill, persist
 from simulators.run import SimulationRequest, run_simulation
 from storage import assets, reports
 from storage.connection import connect
-from storage.panels import VARIABLES
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "solvik.geojson"
@@ -194,12 +193,7 @@ def _dashboards(settings: Settings, url: str) -> list[str]:
     end = datetime.now(UTC)
     lines = [f"written to {out} (see docs/dashboards.md)"]
     with psycopg.connect(url) as conn:
-        variables = {"tenant": Variable((TENANT[0],))}
-        for name in ("district", "kind"):
-            sql = expand(VARIABLES[name], time_from=end, time_to=end, interval_s=60, variables=variables)
-            variables[name] = Variable(tuple(str(r[0]) for r in conn.execute(sql).fetchall()))
-        lamp = conn.execute("SELECT asset_id FROM findings WHERE fault = 'lampFailure' LIMIT 1").fetchone()
-        variables["asset"] = Variable((lamp[0] if lamp else "SL-0001",), multi=False)
+        variables = grafana_sql.everything(conn, TENANT[0], reports.a_failed_lamp(conn) or "SL-0001")
         for doc in build_all().values():
             counts = []
             for panel in doc["panels"]:

@@ -30,6 +30,7 @@ from cases.policy import Policies
 from lykta.config import Settings
 from lykta.process import free_port
 from storage import cases as store
+from storage import reports
 
 CREWS = [
     ("ljus-norr", "Ljus Norr AB", "Norr", "lighting"),
@@ -123,16 +124,7 @@ def run(settings: Settings, url: str, tenant_id: str, say: Any) -> None:
 
 def _case_summary(url: str, tenant_id: str) -> list[str]:
     with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            """SELECT c.status, c.priority, c.fault, count(*) FROM cases c WHERE c.tenant_id = %s
-               GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
-            (tenant_id,),
-        ).fetchall()
-        orders = conn.execute(
-            """SELECT coalesce(crew_id, '(unrouted)'), status, count(*) FROM work_orders WHERE tenant_id = %s
-               GROUP BY 1, 2 ORDER BY 1, 2""",
-            (tenant_id,),
-        ).fetchall()
+        rows, orders = reports.case_summary(conn, tenant_id)
     return [f"case {s:<9} {p:<9} {f:<22} x{n}" for s, p, f, n in rows] + [
         f"work orders of {crew:<10} {status:<11} x{n}" for crew, status, n in orders
     ]
@@ -168,12 +160,7 @@ def _api_walkthrough(settings: Settings, url: str, tenant_id: str, local: Settin
                 f"case now {done['case_status']} (the next night's telemetry will verify it)"
             )
         with psycopg.connect(url) as conn:
-            row = conn.execute(
-                """SELECT a.lat, a.lon, c.case_id, a.asset_id FROM cases c
-                   JOIN assets a ON a.tenant_id = c.tenant_id AND a.asset_id = c.asset_id
-                   WHERE c.tenant_id = %s AND c.status <> 'resolved' AND a.kind = 'streetlight' LIMIT 1""",
-                (tenant_id,),
-            ).fetchone()
+            row = reports.open_streetlight_case(conn, tenant_id)
         if row is not None:
             report = _http(
                 "POST",
@@ -189,11 +176,9 @@ def _api_walkthrough(settings: Settings, url: str, tenant_id: str, local: Settin
             rid = report[0]["service_request_id"]
             status = _http("GET", f"{base}/open311/v2/requests/{rid}.json")[0]
             with psycopg.connect(url) as conn:
-                attached = conn.execute(
-                    "SELECT case_id FROM service_requests WHERE request_id = %s", (int(rid),)
-                ).fetchone()
+                attached = reports.case_of_request(conn, int(rid))
             lines.append(
-                f"Open311 report #{rid} next to {row[3]}: joined case #{attached[0] if attached else '-'} "
+                f"Open311 report #{rid} next to {row[3]}: joined case #{attached if attached is not None else '-'} "
                 f"(the case already open there: #{row[2]}); the reporter sees status {status['status']!r}"
             )
         with psycopg.connect(url) as conn:

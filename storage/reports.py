@@ -45,3 +45,44 @@ def stored_summary(conn: psycopg.Connection) -> StoredSummary:
         events=[(str(e), int(n)) for e, n in events],
         dead_letters=[(str(r), int(n)) for r, n in dead],
     )
+
+
+def case_summary(
+    conn: psycopg.Connection, tenant_id: str
+) -> tuple[list[tuple[str, str, str, int]], list[tuple[str, str, int]]]:
+    """(status, priority, fault, cases) and (crew, work-order status, orders) of a tenant, for the demo."""
+    cases = conn.execute(
+        """SELECT status, priority, fault, count(*) FROM cases WHERE tenant_id = %s
+           GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
+        (tenant_id,),
+    ).fetchall()
+    orders = conn.execute(
+        """SELECT coalesce(crew_id, '(unrouted)'), status, count(*) FROM work_orders WHERE tenant_id = %s
+           GROUP BY 1, 2 ORDER BY 1, 2""",
+        (tenant_id,),
+    ).fetchall()
+    return cases, orders
+
+
+def open_streetlight_case(conn: psycopg.Connection, tenant_id: str) -> tuple[float, float, int, str] | None:
+    """(lat, lon, case id, asset id) of a streetlight with an active case, for the demo's citizen report."""
+    row = conn.execute(
+        """SELECT a.lat, a.lon, c.case_id, a.asset_id FROM cases c
+           JOIN assets a ON a.tenant_id = c.tenant_id AND a.asset_id = c.asset_id
+           WHERE c.tenant_id = %s AND c.status <> 'resolved' AND a.kind = 'streetlight' LIMIT 1""",
+        (tenant_id,),
+    ).fetchone()
+    return None if row is None else (float(row[0]), float(row[1]), int(row[2]), str(row[3]))
+
+
+def case_of_request(conn: psycopg.Connection, request_id: int) -> int | None:
+    row = conn.execute("SELECT case_id FROM service_requests WHERE request_id = %s", (request_id,)).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def a_failed_lamp(conn: psycopg.Connection) -> str | None:
+    """A streetlight with a lamp-failure finding (the demo's asset-detail dashboard shows it)."""
+    row = conn.execute(
+        "SELECT asset_id FROM findings WHERE fault = 'lampFailure' ORDER BY finding_id LIMIT 1"
+    ).fetchone()
+    return None if row is None else str(row[0])

@@ -37,7 +37,7 @@ from simulators.clock import SimClock
 from simulators.engine import simulate
 from simulators.publish import publish
 from storage import assets, grafana, inventory, tenants
-from storage.panels import QUERIES, VARIABLES
+from storage.panels import QUERIES
 from tests.conftest import TEMPLATE, _drop_database, _new_database, make_state_dir
 from tests.helpers import RunningIngest, ingest_settings, wait_for
 from tests.test_cases import add_crews
@@ -104,14 +104,8 @@ def city(service_state: ServiceState) -> Iterator[tuple[str, float]]:
 
 def _variables(url: str) -> dict[str, Variable]:
     """The variables as a person would set them: every tenant, district and kind; one streetlight."""
-    out = {"tenant": Variable(("solvik",))}
-    for name in ("district", "kind"):
-        sql = expand(VARIABLES[name], time_from=datetime.now(UTC), time_to=datetime.now(UTC), interval_s=60,
-                     variables=out)  # fmt: skip
-        with psycopg.connect(url) as conn:
-            out[name] = Variable(tuple(str(r[0]) for r in conn.execute(sql).fetchall()))
-    out["asset"] = Variable(("SL-0003",), multi=False)
-    return out
+    with psycopg.connect(url) as conn:
+        return grafana_sql.everything(conn, "solvik", "SL-0003")
 
 
 def _targets(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
