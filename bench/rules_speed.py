@@ -109,7 +109,7 @@ class Writer:
 
         async def write() -> None:
             async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
-                await write_batch(conn, batch, "apache")
+                await write_batch(conn, batch)
 
         self.pending = self.pool.submit(asyncio.run, write())
 

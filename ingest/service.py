@@ -190,7 +190,7 @@ class Ingest:
             try:
                 conn = await self._db()
                 assembled, reasons = await self._assemble(conn, batch)
-                result = await store.write_batch(conn, assembled, self._path)
+                result = await store.write_batch(conn, assembled)
             except (*RETRYABLE, DatabaseUnavailable) as exc:
                 await self._drop_db()
                 delay = backoff(attempt)
@@ -243,7 +243,7 @@ class Ingest:
         attempt = 0
         while True:
             try:
-                await store.write_batch(await self._db(), IngestBatch(dead_letters=[letter]), self._path)
+                await store.write_batch(await self._db(), IngestBatch(dead_letters=[letter]))
             except (*RETRYABLE, DatabaseUnavailable, psycopg.Error) as again:
                 await self._drop_db()
                 log.warning("cannot even store a dead letter (%s); retrying", type(again).__name__)

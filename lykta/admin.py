@@ -86,14 +86,18 @@ def maintain(url: str, retention_days: int) -> list[str]:
     with connect(url, autocommit=True) as conn:
         report = maintenance.maintain(conn, retention_days)
     if report.path == "apache":
-        return [
-            f"rollups: {report.hours_refreshed} hour(s) and {report.days_refreshed} day(s) recomputed",
-            f"retention: {report.chunks_dropped} chunk(s) dropped ({report.retention})",
-            f"daylight: {days} tenant-day(s) of dawn and dusk for the dashboards",
-        ]
+        rollups = f"rollups: {report.hours_refreshed} hour(s) and {report.days_refreshed} day(s) recomputed"
+        retention = f"retention: {report.chunks_dropped} chunk(s) dropped ({report.retention})"
+    else:
+        rollups = (
+            f"rollups: continuous aggregates refreshed by TimescaleDB policies; {report.days_refreshed} day(s) "
+            f"with {report.hours_refreshed} new hour(s) refreshed now"
+        )
+        retention = f"retention: {report.retention}"
     return [
-        "rollups: continuous aggregates refreshed by TimescaleDB policies",
-        f"retention: {report.retention}",
+        rollups,
+        f"energy: {report.energy_rows} district-day(s) recomputed",
+        retention,
         f"daylight: {days} tenant-day(s) of dawn and dusk for the dashboards",
     ]
 

@@ -2,7 +2,7 @@
 
 One transaction per batch: readings through binary COPY into a staging table and
 from there into the hypertable with duplicates dropped, the latest values, the
-devices' last-seen times, rollup bookkeeping (Apache path), statuses, events and
+devices' last-seen times, the hours touched (for maintenance), statuses, events and
 dead letters.
 """
 
@@ -239,7 +239,7 @@ VALUES (to_timestamp(%s), %s, %s, %s, %s, %s, %s)
 """
 
 
-async def write_batch(conn: psycopg.AsyncConnection, batch: IngestBatch, path: StoragePath) -> BatchResult:
+async def write_batch(conn: psycopg.AsyncConnection, batch: IngestBatch) -> BatchResult:
     """Write everything in one transaction; raise psycopg errors unchanged for the caller to classify."""
     stored = 0
     async with conn.transaction(), conn.cursor() as cur:
@@ -251,8 +251,7 @@ async def write_batch(conn: psycopg.AsyncConnection, batch: IngestBatch, path: S
             stored = max(cur.rowcount, 0)
             await cur.execute(_LATEST, batch.readings.latest_arrays())
             await cur.execute(_LAST_SEEN, batch.readings.seen_arrays())
-            if path == "apache":
-                await cur.execute(_PENDING, (sorted(batch.readings.hours),))
+            await cur.execute(_PENDING, (sorted(batch.readings.hours),))
         if batch.statuses:
             await cur.executemany(_STATUS, batch.statuses)
             await cur.executemany(

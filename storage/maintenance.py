@@ -1,11 +1,17 @@
-"""Rollups and retention: the work TimescaleDB's background jobs do on the TSL path, done by lykta on Apache.
+"""Rollups, energy and retention: the work TimescaleDB's background jobs do on the TSL path, done by lykta
+on Apache.
 
-On the ``apache`` path the write path records each hour it touched in
-``rollup_pending``; :func:`refresh_rollups` recomputes exactly those hours in
-``telemetry_hourly`` and their days in ``telemetry_daily``, a day per transaction,
-so late and replayed data is rolled up as well. :func:`apply_retention` drops raw
-chunks older than the retention period. On the ``tsl`` path both are policies;
-:func:`apply_retention` makes the retention policy match the configuration.
+The write path records each hour it touched in ``rollup_pending``. On the
+``apache`` path :func:`refresh_rollups` recomputes exactly those hours in
+``telemetry_hourly`` and their days in ``telemetry_daily``, a day per
+transaction, so late and replayed data is rolled up as well. On the ``tsl``
+path the continuous aggregates refresh by policy; :func:`refresh_tsl_days`
+refreshes the touched days in both at once so that the day's energy can be
+computed from them. On both paths a recomputed day is also recomputed in
+``energy_daily`` (energy per district and day, what the energy panels read).
+:func:`apply_retention` drops raw chunks older than the retention period on
+``apache`` and keeps the retention policy in line with the configuration on
+``tsl``.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ class MaintenanceReport:
     path: StoragePath
     hours_refreshed: int
     days_refreshed: int
+    energy_rows: int
     chunks_dropped: int
     retention: str
 
@@ -63,22 +70,60 @@ _REFRESH_HOURS = [
        GROUP BY 2, 3""",
 ]
 
+_ENERGY = "SELECT refresh_energy_day(%(day)s)"
 
-def refresh_rollups(conn: psycopg.Connection) -> tuple[int, int]:
-    """Apache path: recompute the pending hours and their days, one day per transaction (a stop in between
-    leaves the remaining hours pending). Returns (hours, days)."""
-    hours = days = 0
+
+def refresh_rollups(conn: psycopg.Connection) -> tuple[int, int, int]:
+    """Apache path: recompute the pending hours, their days and the days' energy, one day per transaction (a
+    stop in between leaves the remaining hours pending). Returns (hours, days, energy rows)."""
+    hours = days = energy = 0
     while True:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
             row = conn.execute(_TAKE_DAY).fetchone()
             if row is None or row[0] is None or not row[1]:
-                return hours, days
+                return hours, days, energy
             params = {"day": row[0], "hours": row[1]}
             for statement in _REFRESH_HOURS:
                 conn.execute(statement, params)
+            energy += _one(conn.execute(_ENERGY, params).fetchone())
             hours += len(row[1])
             days += 1
+
+
+_FIRST_DAY = """
+    WITH first AS (SELECT time_bucket(INTERVAL '1 day', min(bucket)) AS day FROM rollup_pending)
+    SELECT first.day, array_agg(r.bucket ORDER BY r.bucket)
+    FROM first JOIN rollup_pending r ON r.bucket >= first.day AND r.bucket < first.day + INTERVAL '1 day'
+    GROUP BY first.day"""
+
+
+def refresh_tsl_days(conn: psycopg.Connection) -> tuple[int, int, int]:
+    """TSL path: for each day the write path touched, refresh that day in both continuous aggregates (which
+    their policies would do later), then recompute its energy and forget the hours seen at the start; hours
+    marked meanwhile stay pending for the next run. Needs an autocommit connection: a continuous aggregate
+    cannot be refreshed inside a transaction. Returns (hours, days, energy rows)."""
+    if not conn.autocommit:
+        raise ValueError("refresh_tsl_days needs an autocommit connection")
+    hours = days = energy = 0
+    while True:
+        row = conn.execute(_FIRST_DAY).fetchone()
+        if row is None or row[0] is None:
+            return hours, days, energy
+        day, taken = row
+        window = (day, day + timedelta(days=1))
+        conn.execute("CALL refresh_continuous_aggregate('telemetry_hourly', %s::timestamptz, %s::timestamptz)", window)
+        conn.execute("CALL refresh_continuous_aggregate('telemetry_daily', %s::timestamptz, %s::timestamptz)", window)
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            energy += _one(conn.execute(_ENERGY, {"day": day}).fetchone())
+            conn.execute("DELETE FROM rollup_pending WHERE bucket = ANY(%s)", (taken,))
+        hours += len(taken)
+        days += 1
+
+
+def _one(row: tuple[int] | None) -> int:
+    return 0 if row is None else int(row[0])
 
 
 def apply_retention(conn: psycopg.Connection, path: StoragePath, retention_days: int) -> tuple[int, str]:
@@ -105,10 +150,13 @@ def apply_retention(conn: psycopg.Connection, path: StoragePath, retention_days:
 
 def maintain(conn: psycopg.Connection, retention_days: int) -> MaintenanceReport:
     path = storage_path(conn)
-    hours = days = 0
-    if path == "apache":
-        hours, days = refresh_rollups(conn)
+    hours, days, energy = refresh_rollups(conn) if path == "apache" else refresh_tsl_days(conn)
     dropped, retention = apply_retention(conn, path, retention_days)
     return MaintenanceReport(
-        path=path, hours_refreshed=hours, days_refreshed=days, chunks_dropped=dropped, retention=retention
+        path=path,
+        hours_refreshed=hours,
+        days_refreshed=days,
+        energy_rows=energy,
+        chunks_dropped=dropped,
+        retention=retention,
     )

@@ -1,5 +1,6 @@
 """The SQL of every Grafana panel, by name: thin selects from the dashboard views and functions of
-``0007_dashboards.sql``, written for Grafana's PostgreSQL data source with TimescaleDB enabled.
+``0007_dashboards.sql`` and the energy table of ``0008_energy.sql``, written for Grafana's PostgreSQL data
+source with TimescaleDB enabled.
 
 Variables are always formatted with ``${var:sqlstring}`` (each value quoted, quotes doubled), whether one or
 several values are chosen, so a value can never become SQL. Time comes from the time picker through
@@ -94,8 +95,8 @@ WHERE tenant_id IN (${tenant:sqlstring}) AND asset_id IN (${asset:sqlstring}) OR
     ),
     # -- energy ---------------------------------------------------------------------------------------------
     "energy.by_district": PanelQuery(
-        f"""SELECT $__timeGroupAlias(day, 1d), coalesce(district, '-') AS metric, sum(kwh) AS value
-FROM dash_energy_daily WHERE {TENANT} AND coalesce(district, '') IN (${{district:sqlstring}}) AND $__timeFilter(day)
+        f"""SELECT $__timeGroupAlias(day, 1d), coalesce(nullif(district, ''), '-') AS metric, sum(kwh) AS value
+FROM energy_daily WHERE {TENANT} AND district IN (${{district:sqlstring}}) AND $__timeFilter(day)
 GROUP BY 1, 2 ORDER BY 1, 2""",
         "time_series",
         ("time", "metric", "value"),
@@ -103,14 +104,14 @@ GROUP BY 1, 2 ORDER BY 1, 2""",
     "energy.savings": PanelQuery(
         f"""SELECT $__timeGroupAlias(day, 1d), sum(kwh) AS "used", sum(full_power_kwh) AS "at full power",
        sum(full_power_kwh) - sum(kwh) AS "saved by dimming"
-FROM dash_energy_daily WHERE {TENANT} AND coalesce(district, '') IN (${{district:sqlstring}}) AND $__timeFilter(day)
+FROM energy_daily WHERE {TENANT} AND district IN (${{district:sqlstring}}) AND $__timeFilter(day)
 GROUP BY 1 ORDER BY 1""",
         "time_series",
         ("time", "used", "at full power", "saved by dimming"),
     ),
     "energy.saved_share": PanelQuery(
         f"""SELECT coalesce(100 * (1 - sum(kwh) / nullif(sum(full_power_kwh), 0)), 0) AS "saved by dimming"
-FROM dash_energy_daily WHERE {TENANT} AND coalesce(district, '') IN (${{district:sqlstring}}) AND $__timeFilter(day)""",
+FROM energy_daily WHERE {TENANT} AND district IN (${{district:sqlstring}}) AND $__timeFilter(day)""",
         "table",
         ("saved by dimming",),
     ),

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from lykta import admin
-from storage import catalog, maintenance, migrations
+from storage import assets, catalog, inventory, maintenance, migrations, tenants
 from storage.editions import detect
 from storage.errors import TimescaleMissing
 
@@ -92,3 +92,28 @@ def test_tsl_path_uses_compression_continuous_aggregates_and_policies(tsl_server
         compressed = conn.execute("SELECT count(compress_chunk(c)) FROM show_chunks('telemetry') c").fetchone()
         assert compressed == (1,)
         assert conn.execute("SELECT count(*), sum(value) FROM telemetry").fetchone() == (12, 66.0)
+
+        # Energy per district: maintenance refreshes the day the write path marked in both aggregates, then
+        # recomputes its energy (here: one lamp, meter 5.0 -> 5.6 kWh, burning 2 h at 46 W).
+        tenants.upsert(conn, "testby", "Testby")
+        records = inventory.parse_csv(
+            "asset_id,kind,lat,lon,rated_power_w,device_id,district\nL1,streetlight,56.0,12.7,46,D1,North\n"
+        )
+        assets.import_records(conn, "testby", records, "test")
+        later = base + timedelta(days=3)
+        conn.execute(
+            """INSERT INTO telemetry (device_time, device_key, metric_id, value, received_at)
+               SELECT %(t)s + h * INTERVAL '1 hour', d.device_key, m.metric_id,
+                      CASE m.name WHEN 'energy_kwh' THEN 5.0 + 0.3 * h ELSE 100.0 + h END, %(t)s
+               FROM devices d, metrics m, generate_series(0, 2) h
+               WHERE d.device_id = 'D1' AND m.name IN ('energy_kwh', 'burning_hours_h')""",
+            {"t": later},
+        )
+        conn.execute("INSERT INTO rollup_pending VALUES (%s), (%s)", (later, later + timedelta(hours=2)))
+        refreshed = maintenance.maintain(conn, retention_days=90)
+        assert (refreshed.hours_refreshed, refreshed.days_refreshed, refreshed.energy_rows) == (2, 1, 1)
+        energy = conn.execute("SELECT day, tenant_id, district, lamps, kwh, full_power_kwh FROM energy_daily")
+        assert energy.fetchall() == [
+            (later.replace(hour=0), "testby", "North", 1, pytest.approx(0.6), pytest.approx(2 * 46 / 0.92 / 1000))
+        ]
+        assert conn.execute("SELECT count(*) FROM rollup_pending").fetchone() == (0,)

@@ -40,7 +40,7 @@ def store_readings(
 
     async def write() -> None:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            await write_batch(conn, batch, "apache")
+            await write_batch(conn, batch)
 
     asyncio.run(write())
 
