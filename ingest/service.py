@@ -26,6 +26,7 @@ from ingest.errors import BrokerUnavailable
 from ingest.mqtt import MqttLink
 from ingest.registry import Registry
 from ingest.stats import IngestStats
+from lykta.broker_auth import client_login, client_tls
 from lykta.config import Settings
 from storage import ingest as store
 from storage.connection import redact
@@ -75,8 +76,10 @@ class Ingest:
         self.settings = settings
         self.database_url = database_url
         parts = urlsplit(mqtt_url)
+        self.mqtt_tls = client_tls(mqtt_url, settings.mqtt_ca_file)
+        self.mqtt_login = client_login(settings, local_ingest=True)
         self.mqtt_host = parts.hostname or "127.0.0.1"
-        self.mqtt_port = parts.port or 1883
+        self.mqtt_port = parts.port or (8883 if self.mqtt_tls else 1883)
         self.client_id = client_id_for(settings)
         self.limits = Limits(
             max_payload_bytes=settings.max_payload_bytes,
@@ -342,10 +345,12 @@ class Ingest:
             self.stats.broker_up.set(1)
             self.connected.set()
             log.info(
-                "connected to mqtt://%s:%d as %s (session %s), subscribed to $share/%s/%s",
+                "connected to %s://%s:%d as %s%s (session %s), subscribed to $share/%s/%s",
+                "mqtts" if self.mqtt_tls else "mqtt",
                 self.mqtt_host,
                 self.mqtt_port,
                 self.client_id,
+                f" (account {self.mqtt_login[0]})" if self.mqtt_login else "",
                 "resumed" if resumed else "new",
                 self.settings.ingest_group,
                 TOPIC_FILTER,
@@ -410,6 +415,9 @@ class Ingest:
             self.on_message,
             receive_maximum=self.settings.ingest_receive_maximum,
             session_expiry_s=self.settings.ingest_session_expiry_s,
+            username=self.mqtt_login[0] if self.mqtt_login else None,
+            password=self.mqtt_login[1] if self.mqtt_login else None,
+            tls=self.mqtt_tls,
         )
         log.info(
             "ingest %s starting: database %s, storage path %s, %d devices known",

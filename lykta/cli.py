@@ -19,9 +19,17 @@ Command = Callable[[config.Settings, argparse.Namespace], int]
 
 def _services(settings: config.Settings, args: argparse.Namespace) -> int:
     from lykta import services
+    from lykta.mosquitto import BrokerSecurity
 
     if args.action == "up":
-        state = services.up(settings.state_dir, ephemeral=args.ephemeral)
+        security = None
+        if settings.mqtt_security or settings.mqtt_tls_cert_file:
+            security = BrokerSecurity(
+                authenticate=settings.mqtt_security,
+                tls_cert=settings.mqtt_tls_cert_file,
+                tls_key=settings.mqtt_tls_key_file,
+            )
+        state = services.up(settings.state_dir, ephemeral=args.ephemeral, security=security)
         for line in services.describe(state):
             print(line)
         print(f"connection settings recorded in {settings.services_file}")
@@ -33,6 +41,24 @@ def _services(settings: config.Settings, args: argparse.Namespace) -> int:
         for line in lines:
             print(line)
         return 0 if all(" running" in line for line in lines) else 3
+    return 0
+
+
+def _devices(settings: config.Settings, args: argparse.Namespace) -> int:
+    from lykta import admin, devices
+
+    request = devices.ProvisionRequest(
+        tenant=args.tenant,
+        devices=tuple(args.device or ()),
+        all_devices=args.all,
+        rotate=args.rotate,
+        gateway=args.gateway,
+        ingest=args.ingest,
+        secrets=Path(args.secrets) if args.secrets else None,
+        broker_dir=Path(args.broker_dir) if args.broker_dir else None,
+    )
+    for line in devices.provision(admin.database_url(settings), settings.state_dir, request):
+        print(line)
     return 0
 
 
@@ -91,6 +117,7 @@ def _simulate(settings: config.Settings, args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from lykta import services
+    from lykta.broker_auth import client_login
     from simulators import run
     from simulators.scenario import ScenarioError, parse_span
 
@@ -108,7 +135,16 @@ def _simulate(settings: config.Settings, args: argparse.Namespace) -> int:
             else [f"SLC-{n:04d}" for n in range(1, 245)]
         )
         sent, seconds = asyncio.run(
-            run.run_load_mode(mqtt_url, args.tenant, devices, args.messages, args.connections, args.rate)
+            run.run_load_mode(
+                mqtt_url,
+                args.tenant,
+                devices,
+                args.messages,
+                args.connections,
+                args.rate,
+                login=client_login(settings, local_ingest=False),
+                ca_file=settings.mqtt_ca_file,
+            )
         )
         print(f"load: {sent:,} messages acknowledged by the broker in {seconds:.1f} s ({sent / seconds:,.0f}/s)")
         return 0
@@ -135,6 +171,8 @@ def _simulate(settings: config.Settings, args: argparse.Namespace) -> int:
         start=start,
         seed=args.seed,
         ground_truth_file=Path(args.ground_truth) if args.ground_truth else None,
+        login=client_login(settings, local_ingest=False),
+        ca_file=settings.mqtt_ca_file,
     )
     report, faults = asyncio.run(run.run_simulation(request))
     print(
@@ -373,6 +411,18 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     imp.add_argument("--tenant", required=True, help="tenant the assets belong to")
     p.set_defaults(func=_assets)
+
+    p = sub.add_parser("devices", help="broker accounts of devices, gateways and ingest (docs/security.md)")
+    p.add_argument("action", choices=["provision"])
+    p.add_argument("--tenant", help="the municipality of the devices or gateway")
+    p.add_argument("--device", action="append", help="a device id (repeatable)")
+    p.add_argument("--all", action="store_true", help="every device of the tenant that is not retired")
+    p.add_argument("--rotate", action="store_true", help="new passwords for devices that already have one")
+    p.add_argument("--gateway", action="store_true", help="the tenant's gateway account (new password)")
+    p.add_argument("--ingest", action="store_true", help="the ingest service's account (new password)")
+    p.add_argument("--secrets", help="CSV file for the new passwords, created with mode 0600 (must not exist)")
+    p.add_argument("--broker-dir", help="write the password file and ACL here (default: the local broker's)")
+    p.set_defaults(func=_devices)
 
     p = sub.add_parser("ingest", help="receive telemetry from the broker and store it (runs until SIGTERM)")
     p.add_argument(

@@ -35,6 +35,18 @@ class Settings:
     """PostgreSQL connection URL; default: the one recorded by ``lykta services up``."""
     mqtt_url: str | None = None
     """MQTT broker as ``mqtt://host:port``; default: the one recorded by ``lykta services up``."""
+    mqtt_username: str | None = None
+    """Broker account of this process (ingest: lykta-ingest; simulators: a gateway account)."""
+    mqtt_password: str | None = field(default=None, repr=False)
+    """Its password (never printed)."""
+    mqtt_ca_file: Path | None = None
+    """CA certificates that verify the broker for mqtts:// URLs; default: the system's."""
+    mqtt_security: bool = False
+    """lykta services up: refuse anonymous clients; accounts and topics from lykta devices provision."""
+    mqtt_tls_cert_file: Path | None = None
+    """lykta services up: serve MQTT over TLS with this certificate chain (PEM)."""
+    mqtt_tls_key_file: Path | None = None
+    """lykta services up: the private key of that certificate (PEM)."""
     retention_days: int = 395
     """Days of raw telemetry kept; rollups are kept for good."""
     log_level: str = "INFO"
@@ -186,6 +198,13 @@ def _bool(name: str, raw: Any) -> bool:
     raise ConfigError(f"setting {name!r}: expected true or false, got {raw!r}")
 
 
+def _file(name: str, raw: Any) -> Path:
+    path = Path(str(raw))
+    if not path.is_file():
+        raise ConfigError(f"setting {name!r}: {path} is not a readable file")
+    return path
+
+
 def _email(name: str, raw: Any) -> str:
     value = str(raw)
     if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", value):
@@ -197,6 +216,12 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "state_dir": lambda _n, raw: Path(str(raw)),
     "database_url": _url(("postgresql", "postgres")),
     "mqtt_url": _url(("mqtt", "mqtts")),
+    "mqtt_username": _name,
+    "mqtt_password": lambda _n, raw: str(raw),
+    "mqtt_ca_file": _file,
+    "mqtt_security": _bool,
+    "mqtt_tls_cert_file": _file,
+    "mqtt_tls_key_file": _file,
     "retention_days": _positive_int,
     "log_level": _log_level,
     "log_format": _choice("text", "json"),

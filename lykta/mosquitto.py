@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from lykta.broker_auth import write_empty_broker_files
 from lykta.errors import NotInstalledError, ServiceError
 from lykta.process import Account, accepts_connections, cmdline, free_port, is_alive, stop_pid
 
@@ -35,10 +36,11 @@ class MqttInfo:
     port: int
     pid: int
     config: str
+    tls: bool = False
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,13 +57,37 @@ def find_binary() -> Path:
     return Path(found)
 
 
-def render_config(port: int, root: Path) -> str:
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """How the private broker guards itself (docs/security.md)."""
+
+    authenticate: bool = False
+    """refuse anonymous clients; accounts and topics from the password file and ACL lykta writes"""
+    tls_cert: Path | None = None
+    """serve MQTT over TLS with this certificate chain (PEM) ..."""
+    tls_key: Path | None = None
+    """... and this private key (PEM); both are copied into the broker's directory"""
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+
+def render_config(port: int, root: Path, security: BrokerSecurity | None = None) -> str:
+    security = security or BrokerSecurity()
+    listener = [f"listener {port} 127.0.0.1"]
+    if security.tls:
+        listener += [f"certfile {root}/tls/cert.pem", f"keyfile {root}/tls/key.pem", "tls_version tlsv1.2"]
+    if security.authenticate:
+        access = ["allow_anonymous false", f"password_file {root}/passwd", f"acl_file {root}/acl"]
+    else:
+        access = ["allow_anonymous true"]
     return "\n".join(
         [
             "# written by lykta services up; changes are overwritten",
             "per_listener_settings false",
-            f"listener {port} 127.0.0.1",
-            "allow_anonymous true",
+            *listener,
+            *access,
             "persistence true",
             f"persistence_location {root}/",
             "autosave_interval 60",
@@ -81,16 +107,21 @@ def render_config(port: int, root: Path) -> str:
     )
 
 
-def start(state_dir: Path, previous: MqttInfo | None) -> MqttInfo:
+def start(state_dir: Path, previous: MqttInfo | None, security: BrokerSecurity | None = None) -> MqttInfo:
+    """Start the broker, or keep the running one when its configuration is unchanged (restart it otherwise)."""
     binary = find_binary()
     root = (state_dir / "mosquitto").resolve()
     root.mkdir(parents=True, exist_ok=True)
     account = Account.for_service("mosquitto")
-    if previous and running(previous):
-        return previous
-    port = free_port(previous.port if previous else None)
     conf = root / "mosquitto.conf"
-    conf.write_text(render_config(port, root))
+    if previous and running(previous):
+        current = conf.read_text() if conf.exists() else ""
+        if current == render_config(previous.port, root, security) and not _new_certificate(root, security):
+            return previous
+        stop(previous)
+    port = free_port(previous.port if previous else None)
+    _install_security(root, security)
+    conf.write_text(render_config(port, root, security))
     if account:
         account.check_can_reach(root)
         account.own(root)
@@ -111,9 +142,40 @@ def start(state_dir: Path, previous: MqttInfo | None) -> MqttInfo:
         if pid and not is_alive(pid):
             raise ServiceError(f"mosquitto exited after starting: {_tail(root)}")
         if pid and accepts_connections(port):
-            return MqttInfo(host="127.0.0.1", port=port, pid=pid, config=str(conf))
+            return MqttInfo(host="127.0.0.1", port=port, pid=pid, config=str(conf), tls=bool(security and security.tls))
         time.sleep(0.05)
     raise ServiceError(f"mosquitto did not accept connections on port {port} within 15 s: {_tail(root)}")
+
+
+def _install_security(root: Path, security: BrokerSecurity | None) -> None:
+    """Copy the certificate and key where the broker's account can read them; make sure the password file and
+    ACL exist (empty ones let nobody in until ``lykta devices provision`` writes accounts)."""
+    if security is None:
+        return
+    if security.tls_cert is not None:
+        if security.tls_key is None:
+            raise ServiceError("mqtt_tls_cert_file is set without mqtt_tls_key_file")
+        tls = root / "tls"
+        tls.mkdir(mode=0o700, exist_ok=True)
+        for source, name in ((security.tls_cert, "cert.pem"), (security.tls_key, "key.pem")):
+            try:
+                data = source.read_bytes()
+            except OSError as exc:
+                raise ServiceError(f"cannot read the broker's TLS file {source}: {exc.strerror}") from None
+            target = tls / name
+            target.touch(mode=0o600)
+            target.write_bytes(data)
+    if security.authenticate:
+        write_empty_broker_files(root)
+
+
+def _new_certificate(root: Path, security: BrokerSecurity | None) -> bool:
+    if security is None or security.tls_cert is None:
+        return False
+    try:
+        return security.tls_cert.read_bytes() != (root / "tls" / "cert.pem").read_bytes()
+    except OSError:
+        return True
 
 
 def _tail(root: Path) -> str:

@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from lykta import mosquitto, postgres
+from lykta.broker_auth import write_broker_files
 from lykta.errors import ServiceError
-from lykta.mosquitto import MqttInfo
+from lykta.mosquitto import BrokerSecurity, MqttInfo
 from lykta.postgres import PostgresInfo
 from lykta.process import Account, accepts_connections
 
@@ -86,8 +89,16 @@ def place_data(state_dir: Path) -> list[str]:
     return said
 
 
-def up(state_dir: Path, *, ephemeral: bool = False, postgres_settings: dict[str, str] | None = None) -> ServiceState:
-    """Start both services (those already running are kept) and record where they run."""
+def up(
+    state_dir: Path,
+    *,
+    ephemeral: bool = False,
+    postgres_settings: dict[str, str] | None = None,
+    security: BrokerSecurity | None = None,
+) -> ServiceState:
+    """Start both services (those already running are kept) and record where they run. With ``security``
+    the broker refuses anonymous clients and knows the accounts provisioned in the database (if it is
+    migrated), and serves TLS when a certificate is given."""
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o755)
     for line in place_data(state_dir):
@@ -95,10 +106,22 @@ def up(state_dir: Path, *, ephemeral: bool = False, postgres_settings: dict[str,
     previous = ServiceState.load(state_dir)
     pg = postgres.start(state_dir.resolve(), previous.postgres, ephemeral=ephemeral, extra=postgres_settings)
     ServiceState(postgres=pg, mqtt=previous.mqtt).save(state_dir)
-    mq = mosquitto.start(state_dir.resolve(), previous.mqtt)
+    if security is not None and security.authenticate:
+        accounts = broker_files_from_registry(pg.url(), state_dir)
+        log.info("broker accounts: %s", "none yet (schema not migrated)" if accounts is None else accounts)
+    mq = mosquitto.start(state_dir.resolve(), previous.mqtt, security)
     state = ServiceState(postgres=pg, mqtt=mq)
     state.save(state_dir)
     return state
+
+
+def broker_files_from_registry(database_url: str, state_dir: Path) -> int | None:
+    """Write the local broker's password file and ACL from the database; None when it is not migrated yet."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute("SELECT to_regclass('mqtt_accounts') IS NOT NULL").fetchone()
+        if not row or not row[0]:
+            return None
+        return write_broker_files(conn, (state_dir / "mosquitto").resolve())
 
 
 def describe(state: ServiceState) -> list[str]:

@@ -9,6 +9,7 @@ expected database contents are known exactly.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,11 +52,19 @@ def streetlight_payload(i: int, ts: float) -> bytes:
     )
 
 
-async def _one(host: str, port: int, plan: LoadPlan, index: int, began: float) -> int:
+async def _one(  # noqa: PLR0917 - one connection of run_load
+    host: str,
+    port: int,
+    plan: LoadPlan,
+    index: int,
+    began: float,
+    login: tuple[str, str] | None,
+    tls: ssl.SSLContext | None,
+) -> int:
     topics = [f"lykta/{plan.tenant}/streetlight_controller/{d}/telemetry" for d in plan.devices]
     rate = plan.rate / plan.connections if plan.rate else 0.0
     sent = 0
-    async with connection(host, port, f"lykta-load-{plan.start}-{index}") as pub:
+    async with connection(host, port, f"lykta-load-{plan.start}-{index}", login=login, tls=tls) as pub:
         for i in range(plan.start + index, plan.stop, plan.connections):
             if rate:
                 ahead = sent / rate - (time.monotonic() - began)
@@ -68,8 +77,10 @@ async def _one(host: str, port: int, plan: LoadPlan, index: int, began: float) -
     return sent
 
 
-async def run_load(host: str, port: int, plan: LoadPlan) -> tuple[int, float]:
+async def run_load(
+    host: str, port: int, plan: LoadPlan, *, login: tuple[str, str] | None = None, tls: ssl.SSLContext | None = None
+) -> tuple[int, float]:
     """Publish the plan; returns (messages acknowledged by the broker, seconds)."""
     began = time.monotonic()
-    counts = await asyncio.gather(*(_one(host, port, plan, k, began) for k in range(plan.connections)))
+    counts = await asyncio.gather(*(_one(host, port, plan, k, began, login, tls) for k in range(plan.connections)))
     return sum(counts), time.monotonic() - began

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -42,9 +43,13 @@ async def publish(
     client_id: str = "lykta-simulator",
     progress: Progress | None = None,
     progress_every_s: float = 1.0,
+    login: tuple[str, str] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> PublishReport:
+    """Publish paced by ``clock``; ``login`` is an account allowed to publish for every device published
+    (a gateway account when the broker checks accounts), ``tls`` a context for mqtts://."""
     began = time.monotonic()
-    shared = await connect(host, port, client_id)
+    shared = await connect(host, port, client_id, login=login, tls=tls)
     links: dict[str, Publisher] = {}
     count = 0
     last_t = clock.start
@@ -74,7 +79,7 @@ async def publish(
                 else:
                     will = (pub.topic.rsplit("/", 1)[0] + "/status", b"offline", 1, True)
                     link = links[pub.device_id] = await connect(
-                        host, port, f"{client_id}-{pub.device_id}", window=1000, will=will
+                        host, port, f"{client_id}-{pub.device_id}", window=1000, will=will, login=login, tls=tls
                     )
                 target = link
             elif pub.action == "drop":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import sys
 import time
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from lykta.broker_auth import client_tls
 from simulators import fleet as fleets
 from simulators import scenario as scenarios
 from simulators.clock import SimClock
@@ -30,11 +32,16 @@ class SimulationRequest:
     seed: int | None = None
     ground_truth_file: Path | None = None
     quiet: bool = False
+    login: tuple[str, str] | None = None
+    """a broker account allowed to publish for the tenant's devices (its gateway account)"""
+    ca_file: Path | None = None
+    """CA that verifies the broker for mqtts://"""
 
 
-def _host_port(url: str) -> tuple[str, int]:
+def _endpoint(url: str, ca_file: Path | None) -> tuple[str, int, ssl.SSLContext | None]:
     parts = urlsplit(url)
-    return parts.hostname or "127.0.0.1", parts.port or 1883
+    tls = client_tls(url, ca_file)
+    return parts.hostname or "127.0.0.1", parts.port or (8883 if tls else 1883), tls
 
 
 class ProgressLine:
@@ -85,10 +92,17 @@ async def run_simulation(req: SimulationRequest) -> tuple[PublishReport, int]:
     if req.ground_truth_file is not None:
         write_ground_truth(req.ground_truth_file, truth)  # written now, completed with natural conditions below
     own = {t.device_id for t in truth if t.fault == "communicationFailure"}
-    host, port = _host_port(req.mqtt_url)
+    host, port, tls = _endpoint(req.mqtt_url, req.ca_file)
     progress = ProgressLine(scenario.start, scenario.end, req.quiet)
     report = await publish(
-        host, port, simulate(fleet, scenario), SimClock(scenario.start, req.speed), own_links=own, progress=progress
+        host,
+        port,
+        simulate(fleet, scenario),
+        SimClock(scenario.start, req.speed),
+        own_links=own,
+        progress=progress,
+        login=req.login,
+        tls=tls,
     )
     if not req.quiet and progress.tty:
         sys.stderr.write("\n")
@@ -98,9 +112,16 @@ async def run_simulation(req: SimulationRequest) -> tuple[PublishReport, int]:
 
 
 async def run_load_mode(  # noqa: PLR0917 - mirrors the command-line options
-    mqtt_url: str, tenant: str, devices: list[str], messages: int, connections: int, rate: float
+    mqtt_url: str,
+    tenant: str,
+    devices: list[str],
+    messages: int,
+    connections: int,
+    rate: float,
+    login: tuple[str, str] | None = None,
+    ca_file: Path | None = None,
 ) -> tuple[int, float]:
-    host, port = _host_port(mqtt_url)
+    host, port, tls = _endpoint(mqtt_url, ca_file)
     plan = LoadPlan(
         tenant=tenant,
         devices=devices,
@@ -110,4 +131,4 @@ async def run_load_mode(  # noqa: PLR0917 - mirrors the command-line options
         rate=rate,
         connections=connections,
     )
-    return await run_load(host, port, plan)
+    return await run_load(host, port, plan, login=login, tls=tls)

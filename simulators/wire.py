@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import struct
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
@@ -36,13 +37,21 @@ def _string(value: str | bytes) -> bytes:
     return struct.pack("!H", len(raw)) + raw
 
 
-def connect_packet(client_id: str, keepalive: int = 60, will: tuple[str, bytes, int, bool] | None = None) -> bytes:
+def connect_packet(
+    client_id: str,
+    keepalive: int = 60,
+    will: tuple[str, bytes, int, bool] | None = None,
+    login: tuple[str, str] | None = None,
+) -> bytes:
     flags = 0x02  # clean session
     payload = _string(client_id)
     if will is not None:
         topic, message, qos, retain = will
         flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
         payload += _string(topic) + _string(message)
+    if login is not None:
+        flags |= 0xC0  # user name and password
+        payload += _string(login[0]) + _string(login[1])
     body = _string("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + payload
     return b"\x10" + _remaining_length(len(body)) + body
 
@@ -158,27 +167,52 @@ class Publisher:
             await self._writer.wait_closed()
 
 
+_REFUSALS = {
+    1: "unacceptable protocol version",
+    2: "client identifier rejected",
+    3: "server unavailable",
+    4: "bad user name or password",
+    5: "not authorized",
+}
+
+
 async def connect(
-    host: str, port: int, client_id: str, window: int = 20_000, will: tuple[str, bytes, int, bool] | None = None
+    host: str,
+    port: int,
+    client_id: str,
+    window: int = 20_000,
+    will: tuple[str, bytes, int, bool] | None = None,
+    *,
+    login: tuple[str, str] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Publisher:
+    """Connect (over TLS when ``tls`` is given, with a user name and password when ``login`` is)."""
     try:
-        reader, writer = await asyncio.open_connection(host, port)
-        writer.write(connect_packet(client_id, will=will))
+        reader, writer = await asyncio.open_connection(host, port, ssl=tls)
+        writer.write(connect_packet(client_id, will=will, login=login))
         await writer.drain()
         connack = await reader.readexactly(4)
-    except (OSError, asyncio.IncompleteReadError) as exc:
+    except (OSError, asyncio.IncompleteReadError) as exc:  # ssl.SSLError is an OSError
         raise WireError(f"cannot publish to the MQTT broker at {host}:{port}: {exc}") from exc
     if connack[0] != 0x20 or connack[3] != 0:
         writer.close()
-        raise WireError(f"the broker refused {client_id!r}: CONNACK return code {connack[3]}")
+        reason = _REFUSALS.get(connack[3], "refused")
+        raise WireError(f"the broker refused {client_id!r}: CONNACK return code {connack[3]} ({reason})")
     return Publisher(reader, writer, window)
 
 
 @asynccontextmanager
 async def connection(
-    host: str, port: int, client_id: str, window: int = 20_000, will: tuple[str, bytes, int, bool] | None = None
+    host: str,
+    port: int,
+    client_id: str,
+    window: int = 20_000,
+    will: tuple[str, bytes, int, bool] | None = None,
+    *,
+    login: tuple[str, str] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Publisher]:
-    publisher = await connect(host, port, client_id, window, will)
+    publisher = await connect(host, port, client_id, window, will, login=login, tls=tls)
     try:
         yield publisher
     finally:

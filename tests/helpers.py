@@ -138,6 +138,7 @@ def ingest_settings(**changes: object) -> Settings:
         ingest_batch_age_ms=50,
         ingest_stats_interval_s=1,
         ingest_client_id="test-ingest",
+        state_dir=Path("/nonexistent/lykta-test-state"),  # no local broker account is picked up
     )
     return replace(base, **changes)  # type: ignore[arg-type]
 

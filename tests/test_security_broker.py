@@ -1,0 +1,258 @@
+"""Device identity at the broker: accounts, passwords and topic ACLs from the registry, against the real Mosquitto."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+from paho.mqtt import client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from lykta import broker_auth, mosquitto
+from lykta.broker_auth import Issued
+from lykta.mosquitto import BrokerSecurity, MqttInfo
+from storage import assets, inventory, tenants
+from tests.conftest import make_state_dir
+from tests.helpers import wait_for
+
+INVENTORY = (
+    "asset_id,kind,lat,lon,rated_power_w,device_id\n"
+    "L1,streetlight,56.0,12.7,50,D1\nL2,streetlight,56.0,12.8,50,D2\nL3,streetlight,56.0,12.9,50,D3:x\n"
+)
+
+
+@dataclass
+class Client:
+    """A paho MQTT v5 client on its own network thread, recording what the broker answered."""
+
+    port: int
+    username: str | None
+    password: str | None = field(repr=False)
+    connack: ReasonCode | None = None
+    received: list[tuple[str, bytes]] = field(default_factory=list)
+    acks: dict[int, ReasonCode] = field(default_factory=dict)
+    granted: dict[int, list[ReasonCode]] = field(default_factory=dict)
+    answered: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.mqtt = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        if self.username is not None:
+            self.mqtt.username_pw_set(self.username, self.password)
+        self.mqtt.on_connect = self._on_connect
+        self.mqtt.on_message = lambda _c, _u, m: self.received.append((m.topic, m.payload))
+        self.mqtt.on_publish = lambda _c, _u, mid, rc, _p: self.acks.__setitem__(mid, rc)
+        self.mqtt.on_subscribe = lambda _c, _u, mid, rcs, _p: self.granted.__setitem__(mid, list(rcs))
+
+    def _on_connect(self, _c: object, _u: object, _f: object, rc: ReasonCode, _p: object) -> None:
+        self.connack = rc
+        self.answered.set()
+
+    def connect(self) -> ReasonCode:
+        self.mqtt.connect("127.0.0.1", self.port)
+        self.mqtt.loop_start()
+        assert self.answered.wait(10), "no CONNACK within 10 s"
+        assert self.connack is not None
+        return self.connack
+
+    def publish(self, topic: str, payload: bytes) -> ReasonCode:
+        info = self.mqtt.publish(topic, payload, qos=1)
+        wait_for(lambda: info.mid in self.acks, 10, f"PUBACK for {topic}")
+        return self.acks[info.mid]
+
+    def subscribe(self, topic: str) -> ReasonCode:
+        _, mid = self.mqtt.subscribe(topic, qos=1)
+        assert mid is not None
+        wait_for(lambda: mid in self.granted, 10, f"SUBACK for {topic}")
+        return self.granted[mid][0]
+
+    def close(self) -> None:
+        self.mqtt.disconnect()
+        self.mqtt.loop_stop()
+
+
+def connack_of(port: int, username: str | None, password: str | None) -> ReasonCode:
+    client = Client(port, username, password)
+    try:
+        return client.connect()
+    finally:
+        client.close()
+
+
+@dataclass
+class SecureBroker:
+    info: MqttInfo
+    root: Path
+
+    def sync(self, conn: psycopg.Connection) -> None:
+        """Rewrite the password file and ACL from the registry and make the broker read them."""
+        broker_auth.write_broker_files(conn, self.root)
+        assert broker_auth.reload_broker(self.info.pid)
+
+
+@pytest.fixture
+def town(conn: psycopg.Connection) -> dict[str, dict[str, Issued]]:
+    """Two municipalities with a device D1 each; every device and the ingest service get an account."""
+    issued: dict[str, dict[str, Issued]] = {}
+    for tenant in ("north", "south"):
+        tenants.upsert(conn, tenant, tenant.title())
+        csv = INVENTORY if tenant == "north" else INVENTORY.splitlines()[0] + "\nL1,streetlight,56.1,12.7,50,D1\n"
+        assets.import_records(conn, tenant, inventory.parse_csv(csv), "test")
+        made, kept = broker_auth.provision_devices(conn, tenant, None, rotate=False)
+        assert kept == 0
+        issued[tenant] = {i.device_id or "": i for i in made}
+    issued["lykta"] = {"ingest": broker_auth.provision_ingest(conn)}
+    return issued
+
+
+@pytest.fixture
+def secure_broker(conn: psycopg.Connection, town: dict[str, dict[str, Issued]]) -> Iterator[SecureBroker]:
+    state = make_state_dir("lykta-secure-broker-")
+    root = (state / "mosquitto").resolve()
+    broker_auth.write_broker_files(conn, root)
+    info = mosquitto.start(state, None, BrokerSecurity(authenticate=True))
+    try:
+        yield SecureBroker(info, root)
+    finally:
+        mosquitto.stop(info)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def topic(tenant: str, device: str, channel: str = "telemetry") -> str:
+    return f"lykta/{tenant}/streetlight_controller/{device}/{channel}"
+
+
+def test_only_known_accounts_connect(secure_broker: SecureBroker, town: dict[str, dict[str, Issued]]) -> None:
+    port = secure_broker.info.port
+    d1 = town["north"]["D1"]
+    # Mosquitto answers every refusal with "Not authorized" (it does not tell which part was wrong).
+    assert connack_of(port, None, None) == "Not authorized"  # anonymous
+    assert connack_of(port, d1.username, "not-the-password") == "Not authorized"
+    assert connack_of(port, d1.username, town["north"]["D2"].password) == "Not authorized"
+    assert connack_of(port, "device-999999", d1.password) == "Not authorized"
+    assert connack_of(port, d1.username, d1.password) == "Success"
+    # A device id with ':' (the password file's separator) still gets a working account.
+    odd = town["north"]["D3:x"]
+    assert connack_of(port, odd.username, odd.password) == "Success"
+
+
+def test_a_device_speaks_only_for_itself(secure_broker: SecureBroker, town: dict[str, dict[str, Issued]]) -> None:
+    port = secure_broker.info.port
+    ingest = Client(port, broker_auth.INGEST_USERNAME, town["lykta"]["ingest"].password)
+    device = Client(port, town["north"]["D1"].username, town["north"]["D1"].password)
+    try:
+        assert ingest.connect() == "Success" and device.connect() == "Success"
+        assert ingest.subscribe("$share/lykta/lykta/+/+/+/+") == "Granted QoS 1"
+        # Another device of the same municipality, the same device id in another municipality, a command.
+        for forged in (topic("north", "D2"), topic("south", "D1"), topic("north", "D1", "command")):
+            assert device.publish(forged, b'{"metrics": {"power_w": 1}}') == "Not authorized", forged
+        for own in ("telemetry", "status", "event"):
+            assert device.publish(topic("north", "D1", own), own.encode()) == "Success"
+        # Messages of one connection arrive in order: once the last one is here, nothing forged came before it.
+        wait_for(lambda: len(ingest.received) >= 3, 10, "the device's own messages at ingest")
+        assert [t for t, _ in ingest.received] == [topic("north", "D1", c) for c in ("telemetry", "status", "event")]
+        # Reading: Mosquitto grants any subscription and checks the ACL for each message it would deliver, so
+        # a device subscribed to everything still receives nothing of its neighbour's.
+        assert device.subscribe("lykta/#") == "Granted QoS 1"
+        neighbour = Client(port, town["north"]["D2"].username, town["north"]["D2"].password)
+        try:
+            assert neighbour.connect() == "Success"
+            assert neighbour.publish(topic("north", "D2"), b"neighbour") == "Success"
+        finally:
+            neighbour.close()
+        wait_for(lambda: (topic("north", "D2"), b"neighbour") in ingest.received, 10, "the neighbour at ingest")
+        # A copy for the device would have been written to its connection before the answer to a later request.
+        assert device.subscribe(topic("north", "D1", "command")) == "Granted QoS 1"
+        assert device.received == []
+        # The ingest account reads everything and publishes nothing.
+        assert ingest.publish(topic("north", "D1"), b"{}") == "Not authorized"
+    finally:
+        ingest.close()
+        device.close()
+
+
+def test_gateway_publishes_for_its_municipality_only(
+    conn: psycopg.Connection, secure_broker: SecureBroker, town: dict[str, dict[str, Issued]]
+) -> None:
+    gateway = broker_auth.provision_gateway(conn, "north")
+    secure_broker.sync(conn)
+    port = secure_broker.info.port
+    wait_for(lambda: connack_of(port, gateway.username, gateway.password) == "Success", 10, "the reloaded accounts")
+    client = Client(port, gateway.username, gateway.password)
+    ingest = Client(port, broker_auth.INGEST_USERNAME, town["lykta"]["ingest"].password)
+    try:
+        client.connect()
+        ingest.connect()
+        ingest.subscribe("lykta/#")
+        assert client.publish(topic("south", "D1"), b"{}") == "Not authorized"
+        assert client.publish(topic("north", "D2", "command"), b"{}") == "Not authorized"
+        assert client.publish(topic("north", "D2"), b"{}") == "Success"
+        assert client.publish(topic("north", "D1", "status"), b"online") == "Success"
+        wait_for(lambda: len(ingest.received) >= 2, 10, "the gateway's messages at ingest")
+        assert ingest.received == [(topic("north", "D2"), b"{}"), (topic("north", "D1", "status"), b"online")]
+    finally:
+        client.close()
+        ingest.close()
+
+
+def test_rotation_and_retirement_take_effect_on_reload(
+    conn: psycopg.Connection, secure_broker: SecureBroker, town: dict[str, dict[str, Issued]]
+) -> None:
+    port = secure_broker.info.port
+    old = town["north"]["D2"]
+    made, kept = broker_auth.provision_devices(conn, "north", ["D2"], rotate=True)
+    assert kept == 0 and [i.device_id for i in made] == ["D2"] and made[0].username == old.username
+    assert made[0].password != old.password
+    stored = conn.execute("SELECT password_hash FROM mqtt_accounts WHERE username = %s", (old.username,)).fetchone()
+    assert stored is not None and made[0].password not in stored[0]
+    assert broker_auth.verify_password(made[0].password, stored[0])
+    secure_broker.sync(conn)
+    wait_for(lambda: connack_of(port, old.username, old.password) != "Success", 10, "the old password refused")
+    assert connack_of(port, made[0].username, made[0].password) == "Success"
+
+    # A retired device loses its account at the broker.
+    d1 = town["north"]["D1"]
+    conn.execute("UPDATE devices SET status = 'retired' WHERE tenant_id = 'north' AND device_id = 'D1'")
+    secure_broker.sync(conn)
+    wait_for(lambda: connack_of(port, d1.username, d1.password) != "Success", 10, "the retired device refused")
+    assert "device-" in (secure_broker.root / "passwd").read_text()
+    assert d1.username not in (secure_broker.root / "passwd").read_text()
+    assert d1.username not in (secure_broker.root / "acl").read_text()
+
+
+def test_password_hashes_are_mosquittos_format() -> None:
+    mosquitto_passwd = shutil.which("mosquitto_passwd")
+    salt = bytes(range(12))
+    hashed = broker_auth.hash_password("secret", salt=salt)
+    assert hashed.startswith("$7$101$AAECAwQFBgcICQoL$")
+    assert broker_auth.verify_password("secret", hashed)
+    assert not broker_auth.verify_password("Secret", hashed)
+    assert not broker_auth.verify_password("secret", "$6$not$ours")
+    if mosquitto_passwd is None:  # the broker test above proves the format in any case
+        return
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "pw"
+        subprocess.run([mosquitto_passwd, "-c", "-b", str(path), "someone", "s3cret"], check=True)
+        theirs = path.read_text().strip().split(":", 1)[1]
+    assert broker_auth.verify_password("s3cret", theirs)
+    assert not broker_auth.verify_password("s3creT", theirs)
+
+
+def test_provisioning_refuses_unknown_devices_and_tenants(conn: psycopg.Connection) -> None:
+    tenants.upsert(conn, "north", "North")
+    with pytest.raises(broker_auth.ProvisionError, match="no devices to provision"):
+        broker_auth.provision_devices(conn, "north", None, rotate=False)
+    assets.import_records(conn, "north", inventory.parse_csv(INVENTORY), "test")
+    with pytest.raises(broker_auth.ProvisionError, match="no device NOPE in tenant 'north'"):
+        broker_auth.provision_devices(conn, "north", ["D1", "NOPE"], rotate=False)
+    with pytest.raises(broker_auth.ProvisionError, match="no tenant 'west'"):
+        broker_auth.provision_gateway(conn, "west")
+    assert conn.execute("SELECT count(*) FROM mqtt_accounts").fetchone() == (0,)
