@@ -45,7 +45,7 @@ class Client:
         if self.username is not None:
             self.mqtt.username_pw_set(self.username, self.password)
         self.mqtt.on_connect = self._on_connect
-        self.mqtt.on_message = lambda _c, _u, m: self.received.append((m.topic, m.payload))
+        self.mqtt.on_message = lambda _c, _u, m: self.received.append((m.topic, bytes(m.payload)))
         self.mqtt.on_publish = lambda _c, _u, mid, rc, _p: self.acks.__setitem__(mid, rc)
         self.mqtt.on_subscribe = lambda _c, _u, mid, rcs, _p: self.granted.__setitem__(mid, list(rcs))
 
