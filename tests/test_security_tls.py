@@ -138,9 +138,9 @@ def test_secure_installation_from_the_command_line(secure_state: tuple[Path, dic
 
         wait_for(lambda: stored() >= sent, 120, f"ingest to receive the {sent} messages")
         with psycopg.connect(db_url) as conn:
-            rows = conn.execute("SELECT count(*) FROM telemetry").fetchone()
+            readings = conn.execute("SELECT count(*) FROM telemetry").fetchone()
             letters = conn.execute("SELECT reason, count(*) FROM dead_letters GROUP BY 1").fetchall()
-        assert rows is not None and rows[0] > 1000
+        assert readings is not None and readings[0] > 1000
         assert letters == []
     finally:
         ingest.send_signal(signal.SIGTERM)
