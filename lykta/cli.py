@@ -331,6 +331,7 @@ def _dashboards(settings: config.Settings, args: argparse.Namespace) -> int:
     from urllib.parse import urlparse
 
     from lykta import admin
+    from storage.grafana import reader_role
 
     url = None
     try:
@@ -339,12 +340,17 @@ def _dashboards(settings: config.Settings, args: argparse.Namespace) -> int:
         if args.create_role:
             raise
     parsed = urlparse(url) if url else None
+    try:
+        user = reader_role(args.tenant)
+    except ValueError as exc:
+        raise LyktaError(str(exc)) from None
     target = provision.Target(
         host=args.db_host or (parsed.hostname if parsed and parsed.hostname else "127.0.0.1"),
         port=args.db_port or (parsed.port if parsed and parsed.port else 5432),
         database=args.db_name or (parsed.path.lstrip("/") if parsed and parsed.path else "lykta"),
         sslmode=args.sslmode,
         dashboards_path=args.dashboards_path,
+        user=user,
     )
     for path in provision.build(Path(args.out), target):
         print(f"wrote {path}")
@@ -356,8 +362,12 @@ def _dashboards(settings: config.Settings, args: argparse.Namespace) -> int:
         if not password or url is None:
             raise LyktaError("--create-role needs the role's password in LYKTA_GRAFANA_DB_PASSWORD")
         with connect(url, autocommit=True) as conn:
-            grafana.ensure_reader(conn, provision.READER, password)
-        print(f"read-only role {provision.READER} ready")
+            try:
+                grafana.ensure_reader(conn, target.user, password, args.tenant)
+            except LookupError as exc:
+                raise LyktaError(str(exc)) from None
+        scope = f"municipality {args.tenant}" if args.tenant else "every municipality"
+        print(f"read-only role {target.user} ready ({scope})")
     return 0
 
 
@@ -521,7 +531,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--create-role",
         action="store_true",
-        help="build: create or update the read-only role lykta_grafana (password from LYKTA_GRAFANA_DB_PASSWORD)",
+        help="build: create or update the read-only role (password from LYKTA_GRAFANA_DB_PASSWORD)",
+    )
+    p.add_argument(
+        "--tenant",
+        help="build: for one municipality's Grafana: its role lykta_grafana_<tenant> sees only its data "
+        "(default: lykta_grafana, the whole installation)",
     )
     p.add_argument("--url", help="publish: Grafana's URL, e.g. https://grafana.example.org")
     p.add_argument("--token", help="publish: a service account token (or LYKTA_GRAFANA_TOKEN)")

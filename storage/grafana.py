@@ -1,32 +1,69 @@
-"""The read-only database role Grafana connects as."""
+"""The read-only database roles Grafana connects as: one for the installation, one per municipality."""
 
 from __future__ import annotations
 
 import psycopg
 from psycopg import sql
 
+READABLE = (
+    "tenants", "asset_kinds", "metrics", "assets", "devices", "findings", "cases", "daylight", "energy_daily",
+    "dead_letters", "ingest_stats", "dash_assets", "dash_cases", "dash_energy_daily", "dash_ingest",
+)  # fmt: skip
+"""What a reader may select: the dashboards' relations. Not tokens, accounts, crews' contacts and webhook
+secrets, citizens' reports, outgoing mail, nor raw telemetry (read through dash_series and dash_latest)."""
+CALLABLE = (
+    "dash_series(text[], text[], text, timestamptz, timestamptz, double precision)",
+    "dash_kind_series(text[], text[], text[], text, timestamptz, timestamptz, double precision)",
+    "dash_latest(text[], text[], text)",
+)
 
-def ensure_reader(conn: psycopg.Connection, role: str, password: str) -> None:
-    """Create or update a login role that can read everything and change nothing."""
+
+def reader_role(tenant_id: str | None) -> str:
+    """lykta_grafana for the whole installation, lykta_grafana_<tenant> for one municipality."""
+    role = "lykta_grafana" if tenant_id is None else f"lykta_grafana_{tenant_id}"
+    if len(role.encode()) > 63:  # PostgreSQL would cut the name short, and two tenants could share a role
+        raise ValueError(f"tenant id {tenant_id!r} is too long for a role name (at most 49 characters)")
+    return role
+
+
+def ensure_reader(conn: psycopg.Connection, role: str, password: str, tenant_id: str | None = None) -> None:
+    """Create or update a login role that reads the dashboards' relations of one municipality (or, with no
+    tenant, of all) and changes nothing. Run by the owner of the schema."""
+    if (
+        tenant_id is not None
+        and conn.execute("SELECT 1 FROM tenants WHERE tenant_id = %s", (tenant_id,)).fetchone() is None
+    ):
+        raise LookupError(f"unknown tenant {tenant_id!r}")
     exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
     verb = "ALTER" if exists else "CREATE"
     conn.execute(
-        sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}").format(
+        sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD {}").format(
             sql.Identifier(role), sql.Literal(password)
         )
     )
     database = conn.execute("SELECT current_database()").fetchone()
     if database is None:
         raise LookupError("no current database")
+    names = {"db": sql.Identifier(database[0]), "role": sql.Identifier(role)}
     for statement in (
         "GRANT CONNECT ON DATABASE {db} TO {role}",
         "GRANT USAGE ON SCHEMA public TO {role}",
-        "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}",
-        "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {role}",
-        "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {role}",
+        # earlier versions granted every table: take that back first
+        "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}",
+        "REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM {role}",
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE SELECT ON TABLES FROM {role}",
         "ALTER ROLE {role} SET default_transaction_read_only = on",
     ):
-        conn.execute(sql.SQL(statement).format(db=sql.Identifier(database[0]), role=sql.Identifier(role)))
+        conn.execute(sql.SQL(statement).format(**names))
+    for relation in READABLE:
+        conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(relation), names["role"]))
+    for function in CALLABLE:
+        conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION " + function + " TO {}").format(names["role"]))
+    conn.execute(
+        """INSERT INTO tenant_readers (role_name, tenant_id) VALUES (%s, %s)
+           ON CONFLICT (role_name) DO UPDATE SET tenant_id = EXCLUDED.tenant_id""",
+        (role, tenant_id),
+    )
 
 
 def tenant_centres(conn: psycopg.Connection) -> list[tuple[str, float, float]]:

@@ -1,6 +1,8 @@
 """The SQL of every Grafana panel, by name: thin selects from the dashboard views and functions of
-``0007_dashboards.sql`` and the energy table of ``0008_energy.sql``, written for Grafana's PostgreSQL data
-source with TimescaleDB enabled.
+``0007_dashboards.sql``, the energy table of ``0008_energy.sql`` and the tenant-bound functions of
+``0010_tenant_isolation.sql``, written for Grafana's PostgreSQL data source with TimescaleDB enabled. A
+reader role sees only its municipalities' rows whatever the variables say (row-level security and the
+functions' own check).
 
 Variables are always formatted with ``${var:sqlstring}`` (each value quoted, quotes doubled), whether one or
 several values are chosen, so a value can never become SQL. Time comes from the time picker through
@@ -80,9 +82,8 @@ WHERE {TENANT} AND coalesce(district, '') IN (${{district:sqlstring}}) AND day >
         ("time", "timeend", "text"),
     ),
     "asset.latest": PanelQuery(
-        """SELECT m.name AS metric, l.value, m.unit, l.device_time AS "device time", l.received_at AS "received"
-FROM telemetry_latest l JOIN metrics m USING (metric_id) JOIN devices d USING (device_key)
-WHERE d.tenant_id IN (${tenant:sqlstring}) AND d.asset_id IN (${asset:sqlstring}) ORDER BY m.name""",
+        """SELECT metric, value, unit, device_time AS "device time", received_at AS "received"
+FROM dash_latest(ARRAY[${tenant:sqlstring}], ARRAY[${asset:sqlstring}], NULL) ORDER BY metric""",
         "table",
         ("metric", "value", "unit", "device time", "received"),
     ),
@@ -197,10 +198,9 @@ WHERE f.tenant_id IN (${tenant:sqlstring}) AND f.fault = 'icyRoad' AND f.status 
         _kind_series("water_level_m", "stormwater_well"), "time_series", ("time", "metric", "value")
     ),
     "environment.bins": PanelQuery(
-        """SELECT a.asset_id AS bin, l.value AS "fill" FROM telemetry_latest l JOIN metrics m USING (metric_id)
-JOIN dash_assets a ON a.device_key = l.device_key
-WHERE a.tenant_id IN (${tenant:sqlstring}) AND m.name = 'fill_pct'
-  AND coalesce(a.district, '') IN (${district:sqlstring}) ORDER BY l.value DESC LIMIT 50""",
+        """SELECT l.asset_id AS bin, l.value AS "fill" FROM dash_latest(ARRAY[${tenant:sqlstring}], NULL, 'fill_pct') l
+JOIN assets a ON a.tenant_id = l.tenant_id AND a.asset_id = l.asset_id
+WHERE coalesce(a.district, '') IN (${district:sqlstring}) ORDER BY l.value DESC LIMIT 50""",
         "table",
         ("bin", "fill"),
     ),
