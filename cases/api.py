@@ -7,7 +7,8 @@
 * ``/open311/v2/...``: services, service definitions, and service requests (POST and GET), JSON.
 
 Errors are JSON ``{"error": "..."}`` (Open311: ``[{"code": ..., "description": ...}]``) with the HTTP status
-that fits; bodies over 64 KiB are refused with 413.
+that fits; bodies over 64 KiB are refused with 413 (and bodies without a length with 411), headers over
+16 KiB with 431, request targets (path and query) over 8 KiB with 414.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations at definition time,
@@ -40,6 +41,8 @@ from storage import citizens as requests_store
 from storage import tenants
 
 MAX_BODY = 64 * 1024
+MAX_HEADERS = 16 * 1024
+MAX_TARGET = 8 * 1024
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
 COOKIE = "lykta_crew"
 
@@ -108,10 +111,17 @@ def create_app(url: str, policies: Policies, clock: Callable[[], float] = time.t
     Db = Annotated[psycopg.Connection, Depends(db)]
 
     @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Response:
+    async def limit_size(request: Request, call_next: Any) -> Response:
+        headers = sum(len(k) + len(v) for k, v in request.scope["headers"])
+        if headers > MAX_HEADERS:
+            return _error(request, 431, f"request headers larger than {MAX_HEADERS} bytes")
+        if len(request.scope["raw_path"]) + len(request.scope["query_string"]) > MAX_TARGET:
+            return _error(request, 414, f"request target longer than {MAX_TARGET} bytes")
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
             return _error(request, 413, f"request body larger than {MAX_BODY} bytes")
+        if length is None and "chunked" in request.headers.get("transfer-encoding", "").lower():
+            return _error(request, 411, "send the body with a Content-Length")
         response: Response = await call_next(request)
         return response
 
