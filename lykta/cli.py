@@ -553,8 +553,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "tenants" and args.action == "add" and not args.tenant_id:
         parser.error("tenants add needs a tenant id")
+    database_url: str | None = None
     try:
         settings = config.load(args.config, state_dir=args.state_dir, log_level=args.log_level)
+        database_url = settings.database_url
         logs.configure(settings.log_level, settings.log_format)
         func: Command = args.func
         return func(settings, args)
@@ -563,6 +565,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        problem = _database_problem(exc, database_url)
+        if problem is None:
+            raise
+        print(f"lykta: error: {problem}", file=sys.stderr)
+        return 1
+
+
+def _database_problem(exc: Exception, url: str | None) -> str | None:
+    """A clear line for database errors that reach the top (passwords removed), None for anything else."""
+    import psycopg
+
+    from storage.connection import redact
+
+    first = (str(exc).strip().splitlines() or ["no answer"])[0]
+    if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedFunction):
+        return f"the database schema is not up to date ({redact(first)}); run lykta db migrate"
+    if isinstance(exc, psycopg.OperationalError):
+        where = f" {redact(url)}" if url else ""
+        return f"cannot connect to{where}: {redact(first)}"
+    if isinstance(exc, psycopg.Error):
+        return f"database error: {redact(first)}"
+    return None
 
 
 if __name__ == "__main__":

@@ -66,3 +66,19 @@ def test_help_lists_every_environment_variable() -> None:
         "LYKTA_CONFIG",
     ):
         assert name in text
+
+
+def test_secrets_stay_out_of_reprs_and_errors(cli_env: dict[str, str]) -> None:
+    import subprocess
+    import sys
+
+    settings = config.load(environ={"LYKTA_MQTT_PASSWORD": "mq-s3cret", "LYKTA_SMTP_PASSWORD": "mail-s3cret"})
+    assert settings.mqtt_password == "mq-s3cret"
+    assert "mq-s3cret" not in repr(settings) and "mail-s3cret" not in repr(settings)
+    env = {**cli_env, "LYKTA_DATABASE_URL": "postgresql://lykta:db-s3cret@127.0.0.1:1/lykta"}
+    env |= {"LYKTA_MQTT_URL": "mqtt://127.0.0.1:1", "LYKTA_MQTT_USERNAME": "x", "LYKTA_MQTT_PASSWORD": "mq-s3cret"}
+    for args in (["db", "info"], ["ingest"], ["cases", "list"]):
+        done = subprocess.run([sys.executable, "-m", "lykta.cli", *args], capture_output=True, text=True, env=env,
+                              timeout=60, check=False)  # fmt: skip
+        assert done.returncode == 1 and "lykta:***@127.0.0.1:1" in done.stderr, (args, done.stderr)
+        assert "s3cret" not in done.stdout + done.stderr
