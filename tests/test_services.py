@@ -115,3 +115,16 @@ def test_a_state_directory_below_a_private_directory_works_as_root(state_dir: Pa
         services.down(inner)
         if (inner / "postgres").is_symlink():
             shutil.rmtree((inner / "postgres").resolve().parent, ignore_errors=True)
+
+
+def test_turning_broker_security_on_restarts_the_broker_with_it(state_dir: Path) -> None:
+    from lykta.mosquitto import BrokerSecurity
+
+    plain = services.up(state_dir)
+    assert plain.mqtt is not None
+    assert _mqtt_connack(plain.mqtt.port) == bytes([0x20, 0x02, 0x00, 0x00])
+    secure = services.up(state_dir, security=BrokerSecurity(authenticate=True))
+    assert secure.mqtt is not None and secure.mqtt.pid != plain.mqtt.pid
+    assert secure.postgres == plain.postgres  # the database keeps running
+    assert _mqtt_connack(secure.mqtt.port) == bytes([0x20, 0x02, 0x00, 0x05])  # anonymous: not authorized
+    assert services.up(state_dir, security=BrokerSecurity(authenticate=True)) == secure  # unchanged: kept
