@@ -73,13 +73,18 @@ def test_operators_filter_cases_and_assign_them(api: Api) -> None:
         )
 
 
-def test_tokens_are_scoped_to_one_tenant_and_role(api: Api) -> None:
-    a_case(api)
-    with psycopg.connect(api.url, autocommit=True) as conn:
+def second_town(url: str) -> None:
+    """norrvik: the sample inventory again (same asset ids) under another municipality."""
+    with psycopg.connect(url, autocommit=True) as conn:
         tenants.upsert(conn, "norrvik", "Norrviks kommun", "sv", "Europe/Stockholm")
         records = inventory.parse_file(Path(__file__).resolve().parent.parent / "examples" / "solvik.csv")
         renamed = [replace(r, device_id="N-" + r.device_id) if r.device_id else r for r in records]
         assets.import_records(conn, "norrvik", renamed, "solvik.csv")
+
+
+def test_tokens_are_scoped_to_one_tenant_and_role(api: Api) -> None:
+    a_case(api)
+    second_town(api.url)
     theirs = api.token("norrvik", "operator")
     ours = api.token("solvik", "operator")
     crew = api.token("solvik", "crew", "ljus-norr")

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import replace
-from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 
-from storage import assets, inventory, tenants
 from tests.conftest import Api
-from tests.test_api import a_case, bearer
+from tests.test_api import a_case, bearer, second_town
 
 INJECTIONS = [
     "' OR '1'='1",
@@ -35,14 +32,6 @@ def _counts(url: str) -> dict[str, int]:
         return {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in COUNTED}  # type: ignore[index]
 
 
-def _second_town(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        tenants.upsert(conn, "norrvik", "Norrviks kommun", "sv", "Europe/Stockholm")
-        records = inventory.parse_file(Path(__file__).resolve().parent.parent / "examples" / "solvik.csv")
-        renamed = [replace(r, device_id="N-" + r.device_id) if r.device_id else r for r in records]
-        assets.import_records(conn, "norrvik", renamed, "solvik.csv")
-
-
 def _clear(response: httpx.Response) -> None:
     """A client error with a JSON reason, or success; never a server error."""
     assert response.status_code < 500, (response.request.url, response.status_code, response.text[:300])
@@ -54,7 +43,7 @@ def _clear(response: httpx.Response) -> None:
 
 def test_sql_in_every_parameter_is_data(api: Api) -> None:
     a_case(api)
-    _second_town(api.url)
+    second_town(api.url)
     theirs = api.token("norrvik", "operator")
     ours = api.token("solvik", "operator")
     crew = api.token("solvik", "crew", "ljus-norr")
