@@ -91,8 +91,8 @@ def measure(url: str, end: float, days: int, lamp: str) -> None:
     with psycopg.connect(url) as conn:
         variables = grafana_sql.everything(conn, "city", lamp)
         print(
-            f"\n{'panel':<32}{'rows':>7}{'month (1h)':>12}{'day (1min)':>12}{'raw, month':>12}{'ratio':>8}"
-            f"{'rollup, month':>15}{'ratio':>8}"
+            f"\n{'panel':<32}{'rows':>7}{'month (1h)':>12}{'day (1min)':>12}{'raw, month':>12}{'ratio':>10}"
+            f"{'rollup, month':>15}{'ratio':>10}"
         )
         worst = 0.0
 
@@ -101,9 +101,9 @@ def measure(url: str, end: float, days: int, lamp: str) -> None:
 
         def versus(sql: str | None, t_month: float) -> str:
             if sql is None:
-                return f"{'-':>12}{'-':>8}"
+                return f"{'-':>12}{'-':>10}"
             t, _ = timed(conn, window(sql, timedelta(days=days), 3600), repeat=1)
-            return f"{t * 1000:>10.0f}ms{t / t_month:>7.1f}x"
+            return f"{t * 1000:>10.0f}ms{t / t_month:>9,.0f}x"
 
         for doc in build_all().values():
             for panel in doc["panels"]:
@@ -114,7 +114,7 @@ def measure(url: str, end: float, days: int, lamp: str) -> None:
                     worst = max(worst, t_month, t_day)
                     raw, rollup = baselines(target["rawSql"])
                     extra = versus(raw, t_month) + "   " + versus(rollup, t_month)
-                    print(f"{name:<32}{rows:>7}{t_month * 1000:>10.0f}ms{t_day * 1000:>10.0f}ms{extra}", flush=True)
+                    print(f"{name:<32}{rows:>7}{t_month * 1000:>10.1f}ms{t_day * 1000:>10.1f}ms{extra}", flush=True)
     print(f"\nslowest panel query: {worst * 1000:.0f} ms; target < 1000 ms: {'met' if worst < 1 else 'NOT met'}")
 
 
