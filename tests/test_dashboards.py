@@ -368,6 +368,22 @@ def test_dashboards_commands(tmp_path: Path, db_url: str) -> None:
     assert built.stdout.count("wrote ") == 8 and "read-only role lykta_grafana ready" in built.stdout
     source = yaml.safe_load((tmp_path / "grafana/provisioning/datasources/lykta.yaml").read_text())
     assert source["datasources"][0]["url"].startswith("127.0.0.1:")  # taken from the database URL
+    # One municipality's Grafana: its own role, which the data source logs in as.
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        tenants.upsert(conn, "norrby", "Norrby")
+    norrby = lykta("build", "--out", str(tmp_path / "norrby"), "--create-role", "--tenant", "norrby",
+                   extra={"LYKTA_GRAFANA_DB_PASSWORD": "pw-from-env"})  # fmt: skip
+    assert norrby.returncode == 0 and "lykta_grafana_norrby ready (municipality norrby)" in norrby.stdout
+    source = yaml.safe_load((tmp_path / "norrby/provisioning/datasources/lykta.yaml").read_text())
+    assert source["datasources"][0]["user"] == "lykta_grafana_norrby"
+    with psycopg.connect(db_url) as conn:
+        mapped = conn.execute("SELECT role_name, tenant_id FROM tenant_readers ORDER BY 1").fetchall()
+    assert mapped == [("lykta_grafana", None), ("lykta_grafana_norrby", "norrby")]
+    unknown = lykta("build", "--out", str(tmp_path / "x"), "--create-role", "--tenant", "atlantis",
+                    extra={"LYKTA_GRAFANA_DB_PASSWORD": "pw"})  # fmt: skip
+    assert unknown.returncode == 1 and "unknown tenant 'atlantis'" in unknown.stderr
+    too_long = lykta("build", "--out", str(tmp_path / "y"), "--tenant", "a" * 60)
+    assert too_long.returncode == 1 and "too long for a role name" in too_long.stderr
     no_password = lykta("build", "--out", str(tmp_path / "g2"), "--create-role")
     assert no_password.returncode == 1 and "LYKTA_GRAFANA_DB_PASSWORD" in no_password.stderr
     assert "needs --out" in lykta("build").stderr
