@@ -188,8 +188,13 @@ class MqttLink:
         session_present, reason = bool(body[0] & 1), body[1]
         if reason >= 0x80:
             writer.close()
+            account = f"account {self.username!r}" if self.username else "no account (anonymous)"
+            hint = ""
+            if reason in (0x86, 0x87):
+                hint = "; check the broker account (lykta devices provision, docs/security.md)"
             raise BrokerUnavailable(
-                f"the MQTT broker refused the connection: {CONNACK_REASONS.get(reason, hex(reason))}"
+                f"the MQTT broker refused the connection with {account}: "
+                f"{CONNACK_REASONS.get(reason, hex(reason))}{hint}"
             )
         self._reader, self._writer = reader, writer
         self.generation += 1

@@ -256,3 +256,29 @@ def test_provisioning_refuses_unknown_devices_and_tenants(conn: psycopg.Connecti
     with pytest.raises(broker_auth.ProvisionError, match="no tenant 'west'"):
         broker_auth.provision_gateway(conn, "west")
     assert conn.execute("SELECT count(*) FROM mqtt_accounts").fetchone() == (0,)
+
+
+def test_ingest_says_which_account_the_broker_refused(
+    secure_broker: SecureBroker, town: dict[str, dict[str, Issued]]
+) -> None:
+    import asyncio
+
+    from ingest.errors import BrokerUnavailable
+    from ingest.mqtt import MqttLink
+
+    async def attempt(username: str | None, password: str | None) -> str:
+        link = MqttLink("127.0.0.1", secure_broker.info.port, "ingest-probe", ["lykta/#"], lambda *_: None,
+                        receive_maximum=10, session_expiry_s=0, username=username, password=password)  # fmt: skip
+        try:
+            await link.connect()
+        except BrokerUnavailable as exc:
+            return str(exc)
+        finally:
+            await link.disconnect()
+        return "connected"
+
+    wrong = asyncio.run(attempt(broker_auth.INGEST_USERNAME, "wrong-s3cret"))
+    assert "refused the connection with account 'lykta-ingest': not authorized" in wrong
+    assert "lykta devices provision" in wrong and "wrong-s3cret" not in wrong
+    assert "no account (anonymous)" in asyncio.run(attempt(None, None))
+    assert asyncio.run(attempt(broker_auth.INGEST_USERNAME, town["lykta"]["ingest"].password)) == "connected"
