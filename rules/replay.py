@@ -63,7 +63,7 @@ def replay_silence(times: dict[str, np.ndarray], limits: dict[str, float], end: 
         seen = np.sort(times.get(asset_id, np.array([])))
         if len(seen) == 0:
             continue
-        gaps = np.nonzero(np.diff(seen) > limit)[0]
+        gaps: list[int] = np.flatnonzero(np.diff(seen) > limit).tolist()
         for g in gaps:
             out.append(Episode(asset_id, float(seen[g]), float(seen[g] + limit), float(seen[g + 1])))
         if end - seen[-1] > limit:
