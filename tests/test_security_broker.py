@@ -282,3 +282,45 @@ def test_ingest_says_which_account_the_broker_refused(
     assert "lykta devices provision" in wrong and "wrong-s3cret" not in wrong
     assert "no account (anonymous)" in asyncio.run(attempt(None, None))
     assert asyncio.run(attempt(broker_auth.INGEST_USERNAME, town["lykta"]["ingest"].password)) == "connected"
+
+
+def test_provisioning_for_a_broker_lykta_does_not_run(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """--broker-dir: the files go where the operator's Mosquitto reads them; the ingest password goes into the
+    secrets file (there is no local state to keep it in); nothing is signalled."""
+    import csv
+    import subprocess
+    import sys
+
+    def lykta(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**cli_env, "LYKTA_STATE_DIR": str(tmp_path / "no-local-services")}
+        return subprocess.run([sys.executable, "-m", "lykta.cli", *args], capture_output=True, text=True, env=env,
+                              timeout=120, check=False)  # fmt: skip
+
+    with psycopg.connect(cli_env["LYKTA_DATABASE_URL"], autocommit=True) as conn:
+        tenants.upsert(conn, "north", "North")
+        assets.import_records(conn, "north", inventory.parse_csv(INVENTORY), "test")
+    refused = lykta("devices", "provision", "--tenant", "north", "--all", "--secrets", str(tmp_path / "s.csv"))
+    assert refused.returncode == 1 and "name the broker's directory with --broker-dir" in refused.stderr
+    no_file = lykta("devices", "provision", "--tenant", "north", "--all", "--broker-dir", str(tmp_path / "b"))
+    assert no_file.returncode == 1 and "--secrets FILE is needed" in no_file.stderr
+    no_tenant = lykta("devices", "provision", "--all", "--broker-dir", str(tmp_path / "b"))
+    assert no_tenant.returncode == 1 and "--tenant is needed" in no_tenant.stderr
+    assert not (tmp_path / "b").exists()  # refused before anything was written
+
+    done = lykta("devices", "provision", "--tenant", "north", "--all", "--ingest", "--broker-dir",
+                 str(tmp_path / "b"), "--secrets", str(tmp_path / "s.csv"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "devices: 3 account(s) created" in done.stdout and "broker: 4 account(s) in" in done.stdout
+    assert "reload" not in done.stdout and "not running" not in done.stdout
+    with (tmp_path / "s.csv").open() as fh:
+        issued = {r["username"]: r for r in csv.DictReader(fh)}
+    assert set(issued) == {"device-1", "device-2", "device-3", "lykta-ingest"}
+    assert {r["device"] for r in issued.values()} == {"D1", "D2", "D3:x", ""}
+    passwd = (tmp_path / "b" / "passwd").read_text()
+    assert passwd.count("\n") == 4 and all(r["password"] not in passwd for r in issued.values())
+    assert all(broker_auth.verify_password(issued[line.split(":", 1)[0]]["password"], line.split(":", 1)[1])
+               for line in passwd.splitlines())  # fmt: skip
+    acl = (tmp_path / "b" / "acl").read_text()
+    assert "user lykta-ingest\ntopic read lykta/#" in acl
+    assert "topic write lykta/north/streetlight_controller/D3:x/telemetry" in acl
+    assert not any(r["password"] in done.stdout + done.stderr for r in issued.values())
