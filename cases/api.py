@@ -8,7 +8,8 @@
 
 Errors are JSON ``{"error": "..."}`` (Open311: ``[{"code": ..., "description": ...}]``) with the HTTP status
 that fits; bodies over 64 KiB are refused with 413 (and bodies without a length with 411), headers over
-16 KiB with 431, request targets (path and query) over 8 KiB with 414.
+16 KiB with 431 (uvicorn's parser answers 400 first when they arrive in pieces), request targets (path and
+query) over 8 KiB with 414.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations at definition time,

@@ -111,10 +111,13 @@ def test_oversized_requests_are_refused_clearly(api: Api) -> None:
         assert too_long.status_code == 414 and "longer than" in too_long.json()["error"]
         many_ids = ",".join(str(i) for i in range(1, 3000))
         _clear(http.get("/open311/v2/requests.json", params={"service_request_id": many_ids}))
-        huge_header = http.get("/api/v1/cases", headers={**bearer(ours), "X-Filler": "y" * 200_000})
-        assert huge_header.status_code == 431 and "headers larger than" in huge_header.json()["error"]
-        huge_token = http.get("/api/v1/cases", headers=bearer("lyk_" + "z" * 50_000))
-        assert huge_token.status_code == 431
+        # Headers over 16 KiB: uvicorn's HTTP parser refuses them with 400 when they arrive in several reads,
+        # lykta with 431 when they arrive in one; never served.
+        for headers in ({**bearer(ours), "X-Filler": "y" * 200_000}, bearer("lyk_" + "z" * 50_000)):
+            huge = http.get("/api/v1/cases", headers=headers)
+            assert huge.status_code in (400, 431), huge.status_code
+            if huge.status_code == 431:
+                assert "headers larger than" in huge.json()["error"]
 
         def chunks() -> Iterator[bytes]:
             yield b'{"note": "'
