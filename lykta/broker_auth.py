@@ -34,7 +34,9 @@ from lykta.config import Settings
 from lykta.errors import LyktaError
 from lykta.process import Account
 from storage import accounts as store
+from storage import tenants
 from storage.accounts import BrokerAccount
+from storage.errors import UnknownTenant
 
 INGEST_USERNAME = "lykta-ingest"
 ITERATIONS = 101
@@ -174,8 +176,10 @@ def provision_devices(
 
 def provision_gateway(conn: psycopg.Connection, tenant_id: str) -> Issued:
     """A new secret for the tenant's gateway account (created if needed)."""
-    if conn.execute("SELECT 1 FROM tenants WHERE tenant_id = %s", (tenant_id,)).fetchone() is None:
-        raise ProvisionError(f"no tenant {tenant_id!r}; add it with lykta tenants add")
+    try:
+        tenants.get(conn, tenant_id)
+    except UnknownTenant:
+        raise ProvisionError(f"no tenant {tenant_id!r}; add it with lykta tenants add") from None
     secret = new_secret()
     username = store.gateway_username(tenant_id)
     with conn.transaction():

@@ -60,10 +60,7 @@ def _dashboards(settings: config.Settings, args: argparse.Namespace) -> int:
         if not password or url is None:
             raise LyktaError("--create-role needs the role's password in LYKTA_GRAFANA_DB_PASSWORD")
         with connect(url, autocommit=True) as conn:
-            try:
-                grafana.ensure_reader(conn, target.user, password, args.tenant)
-            except LookupError as exc:
-                raise LyktaError(str(exc)) from None
+            grafana.ensure_reader(conn, target.user, password, args.tenant)
         scope = f"municipality {args.tenant}" if args.tenant else "every municipality"
         print(f"read-only role {target.user} ready ({scope})")
     return 0

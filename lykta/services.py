@@ -18,6 +18,7 @@ from lykta.errors import ServiceError
 from lykta.mosquitto import BrokerSecurity, MqttInfo
 from lykta.postgres import PostgresInfo
 from lykta.process import Account, accepts_connections
+from storage import accounts
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +119,7 @@ def up(
 def broker_files_from_registry(database_url: str, state_dir: Path) -> int | None:
     """Write the local broker's password file and ACL from the database; None when it is not migrated yet."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        row = conn.execute("SELECT to_regclass('mqtt_accounts') IS NOT NULL").fetchone()
-        if not row or not row[0]:
+        if not accounts.migrated(conn):
             return None
         return write_broker_files(conn, (state_dir / "mosquitto").resolve())
 

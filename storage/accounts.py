@@ -64,6 +64,12 @@ def upsert(
     )
 
 
+def migrated(conn: psycopg.Connection) -> bool:
+    """Whether the schema has broker accounts yet (a broker may start before the first migration)."""
+    row = conn.execute("SELECT to_regclass('mqtt_accounts') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
 def exists(conn: psycopg.Connection, username: str) -> bool:
     return conn.execute("SELECT 1 FROM mqtt_accounts WHERE username = %s", (username,)).fetchone() is not None
 

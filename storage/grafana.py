@@ -5,6 +5,8 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
+from storage import tenants
+
 READABLE = (
     "tenants", "asset_kinds", "metrics", "assets", "devices", "findings", "cases", "daylight", "energy_daily",
     "dead_letters", "ingest_stats", "dash_assets", "dash_cases", "dash_energy_daily", "dash_ingest",
@@ -29,11 +31,8 @@ def reader_role(tenant_id: str | None) -> str:
 def ensure_reader(conn: psycopg.Connection, role: str, password: str, tenant_id: str | None = None) -> None:
     """Create or update a login role that reads the dashboards' relations of one municipality (or, with no
     tenant, of all) and changes nothing. Run by the owner of the schema."""
-    if (
-        tenant_id is not None
-        and conn.execute("SELECT 1 FROM tenants WHERE tenant_id = %s", (tenant_id,)).fetchone() is None
-    ):
-        raise LookupError(f"unknown tenant {tenant_id!r}")
+    if tenant_id is not None:
+        tenants.get(conn, tenant_id)  # UnknownTenant names it
     exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
     verb = "ALTER" if exists else "CREATE"
     conn.execute(

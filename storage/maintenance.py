@@ -45,11 +45,13 @@ def storage_path(conn: psycopg.Connection) -> StoragePath:
     return path
 
 
-_TAKE_DAY = """
-    WITH first AS (SELECT time_bucket(INTERVAL '1 day', min(bucket)) AS day FROM rollup_pending),
-         taken AS (DELETE FROM rollup_pending r USING first
-                   WHERE r.bucket >= first.day AND r.bucket < first.day + INTERVAL '1 day' RETURNING r.bucket)
-    SELECT (SELECT day FROM first), array_agg(bucket ORDER BY bucket) FROM taken"""
+# The earliest day with pending hours, and those hours.
+_FIRST_DAY = """
+    WITH first AS (SELECT time_bucket(INTERVAL '1 day', min(bucket)) AS day FROM rollup_pending)
+    SELECT first.day, array_agg(r.bucket ORDER BY r.bucket)
+    FROM first JOIN rollup_pending r ON r.bucket >= first.day AND r.bucket < first.day + INTERVAL '1 day'
+    GROUP BY first.day"""
+_DONE = "DELETE FROM rollup_pending WHERE bucket = ANY(%s)"
 
 _REFRESH_HOURS = [
     "DELETE FROM telemetry_hourly WHERE bucket = ANY(%(hours)s)",
@@ -80,22 +82,16 @@ def refresh_rollups(conn: psycopg.Connection) -> tuple[int, int, int]:
     while True:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
-            row = conn.execute(_TAKE_DAY).fetchone()
-            if row is None or row[0] is None or not row[1]:
+            row = conn.execute(_FIRST_DAY).fetchone()
+            if row is None or row[0] is None:
                 return hours, days, energy
             params = {"day": row[0], "hours": row[1]}
             for statement in _REFRESH_HOURS:
                 conn.execute(statement, params)
             energy += _one(conn.execute(_ENERGY, params).fetchone())
+            conn.execute(_DONE, (row[1],))
             hours += len(row[1])
             days += 1
-
-
-_FIRST_DAY = """
-    WITH first AS (SELECT time_bucket(INTERVAL '1 day', min(bucket)) AS day FROM rollup_pending)
-    SELECT first.day, array_agg(r.bucket ORDER BY r.bucket)
-    FROM first JOIN rollup_pending r ON r.bucket >= first.day AND r.bucket < first.day + INTERVAL '1 day'
-    GROUP BY first.day"""
 
 
 def refresh_tsl_days(conn: psycopg.Connection) -> tuple[int, int, int]:
@@ -117,7 +113,7 @@ def refresh_tsl_days(conn: psycopg.Connection) -> tuple[int, int, int]:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
             energy += _one(conn.execute(_ENERGY, {"day": day}).fetchone())
-            conn.execute("DELETE FROM rollup_pending WHERE bucket = ANY(%s)", (taken,))
+            conn.execute(_DONE, (taken,))
         hours += len(taken)
         days += 1
 

@@ -17,30 +17,27 @@ CREATE TABLE tenant_readers (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 
--- The municipalities the logged-in role may see: its mapping, every one for an unmapped member of the
--- tables' owner (lykta itself, a superuser), none for anyone else. session_user, not current_user: inside
--- a SECURITY DEFINER function current_user is the owner; reader roles are members of no other role, so
--- they cannot SET ROLE away from themselves.
-CREATE FUNCTION lykta_visible_tenants() RETURNS text[]
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
-    SELECT CASE
-        WHEN EXISTS (SELECT 1 FROM tenant_readers WHERE role_name = session_user AND tenant_id IS NULL)
-          OR (NOT EXISTS (SELECT 1 FROM tenant_readers WHERE role_name = session_user)
-              AND pg_has_role(session_user, (SELECT relowner FROM pg_class WHERE oid = 'tenants'::regclass),
-                              'MEMBER'))
-            THEN ARRAY(SELECT tenant_id FROM tenants)
-        ELSE ARRAY(SELECT tenant_id FROM tenant_readers WHERE role_name = session_user AND tenant_id IS NOT NULL)
-    END
-$$;
-
 -- Whether the logged-in role sees the whole installation (then also rows that belong to no municipality,
--- such as messages on a topic naming none).
+-- such as messages on a topic naming none): a reader mapped to every municipality, or an unmapped member of
+-- the tables' owner (lykta itself, a superuser). session_user, not current_user: inside a SECURITY DEFINER
+-- function current_user is the owner; reader roles are members of no other role, so they cannot SET ROLE
+-- away from themselves.
 CREATE FUNCTION lykta_sees_installation() RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
     SELECT EXISTS (SELECT 1 FROM tenant_readers WHERE role_name = session_user AND tenant_id IS NULL)
         OR (NOT EXISTS (SELECT 1 FROM tenant_readers WHERE role_name = session_user)
             AND pg_has_role(session_user, (SELECT relowner FROM pg_class WHERE oid = 'tenants'::regclass),
                             'MEMBER'))
+$$;
+
+-- The municipalities the logged-in role may see: all when it sees the installation, else its mapping (none
+-- for anyone unmapped).
+CREATE FUNCTION lykta_visible_tenants() RETURNS text[]
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    SELECT CASE
+        WHEN lykta_sees_installation() THEN ARRAY(SELECT tenant_id FROM tenants)
+        ELSE ARRAY(SELECT tenant_id FROM tenant_readers WHERE role_name = session_user AND tenant_id IS NOT NULL)
+    END
 $$;
 
 DO $$
