@@ -38,7 +38,8 @@ from cases.policy import Policies  # noqa: E402
 from dashboards import grafana_sql  # noqa: E402
 from dashboards.build import build_all  # noqa: E402
 from dashboards.grafana_sql import expand  # noqa: E402
-from lykta import admin, config, services  # noqa: E402
+from floor import config  # noqa: E402
+from lykta import admin, services  # noqa: E402
 from simulators import fleet as fleets  # noqa: E402
 from storage import assets as asset_store  # noqa: E402
 from storage import migrations, synthetic, tenants  # noqa: E402

@@ -41,9 +41,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from floor import inventory  # noqa: E402
 from lykta import postgres, services  # noqa: E402
 from simulators.load import LoadPlan, run_load  # noqa: E402
-from storage import assets, inventory, migrations, tenants  # noqa: E402
+from storage import assets, migrations, tenants  # noqa: E402
 
 DEVICES = [f"SLC-{n:04d}" for n in range(1, 245)]
 

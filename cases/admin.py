@@ -6,12 +6,13 @@ import re
 
 import psycopg
 
-from cases.api import hash_token, new_token
-from cases.lifecycle import iso
-from lykta.errors import LyktaError
+from cases.api_auth import hash_token, new_token
+from floor.errors import LyktaError
+from floor.timefmt import iso_or_none as iso
 from storage import api as api_store
-from storage import cases as store
+from storage import crews as crew_store
 from storage import tenants
+from storage.crews import Crew
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _WORD = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -46,19 +47,19 @@ def add_crew(  # noqa: PLR0917 - the fields of a crew, from the command line
         raise LyktaError("--webhook needs --secret: webhooks are signed")
     with psycopg.connect(url, autocommit=True) as conn:
         tenants.get(conn, tenant_id)  # an unknown tenant is refused with its name
-        store.upsert_crew(
+        crew_store.upsert(
             conn,
-            {
-                "tenant_id": tenant_id,
-                "crew_id": crew_id,
-                "name": name,
-                "email": email,
-                "webhook_url": webhook,
-                "webhook_secret": secret,
-                "areas": _list(areas, "area"),
-                "skills": _list(skills, "skill"),
-                "active": True,
-            },
+            Crew(
+                tenant_id=tenant_id,
+                crew_id=crew_id,
+                name=name,
+                email=email,
+                webhook_url=webhook,
+                webhook_secret=secret,
+                areas=_list(areas, "area"),
+                skills=_list(skills, "skill"),
+                active=True,
+            ),
         )
     return f"crew {tenant_id}/{crew_id} saved"
 
@@ -66,9 +67,9 @@ def add_crew(  # noqa: PLR0917 - the fields of a crew, from the command line
 def list_crews(url: str, tenant_id: str) -> list[str]:
     with psycopg.connect(url) as conn:
         return [
-            f"{c['crew_id']:<16} {c['name']:<24} areas={','.join(c['areas']) or '*'} "
-            f"skills={','.join(c['skills']) or '*'} email={c['email'] or '-'} webhook={c['webhook_url'] or '-'}"
-            for c in store.crews(conn, tenant_id)
+            f"{c.crew_id:<16} {c.name:<24} areas={','.join(c.areas) or '*'} "
+            f"skills={','.join(c.skills) or '*'} email={c.email or '-'} webhook={c.webhook_url or '-'}"
+            for c in crew_store.crews(conn, tenant_id)
         ]
 
 
@@ -80,7 +81,7 @@ def create_token(url: str, tenant_id: str, role: str, crew_id: str | None, label
         raise LyktaError("a crew token needs --crew; an operator token takes none")
     token = new_token()
     with psycopg.connect(url, autocommit=True) as conn:
-        if role == "crew" and store.crew(conn, tenant_id, crew_id or "") is None:
+        if role == "crew" and crew_store.crew(conn, tenant_id, crew_id or "") is None:
             raise LyktaError(f"unknown crew {tenant_id}/{crew_id}")
         tenants.get(conn, tenant_id)
         api_store.create_token(conn, hash_token(token), tenant_id, role, crew_id, label)
@@ -103,8 +104,8 @@ def list_cases(url: str, tenant_id: str | None, status: str) -> list[str]:
         for tenant in ids:
             for c in api_store.cases(conn, tenant, status, None, None, None, None, 1000, 0):
                 out.append(
-                    f"#{c['case_id']:<6} {tenant}/{c['asset_id']:<12} {c['fault']:<22} {c['status']:<10} "
-                    f"{c['priority']:<10} due {iso(c['due_at'])}" + ("  BREACHED" if c["breached_at"] else "")
+                    f"#{c.case_id:<6} {tenant}/{c.asset_id:<12} {c.fault:<22} {c.status:<10} "
+                    f"{c.priority:<10} due {iso(c.due_at)}" + ("  BREACHED" if c.breached_at else "")
                 )
     out.append(f"{len(out)} case(s)")
     return out

@@ -8,14 +8,15 @@ address for updates. Names and phone numbers are not accepted.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 
 from cases import lifecycle
 from cases.policy import Facts, Policy
+from storage import case_assets as asset_store
 from storage import cases as store
 from storage import citizens as requests_store
+from storage.citizens import ServiceRequest
 
 
 class ReportError(Exception):
@@ -33,7 +34,7 @@ class Report:
     email: str | None
 
 
-def submit(conn: psycopg.Connection, policy: Policy, report: Report, now: float) -> dict[str, Any]:
+def submit(conn: psycopg.Connection, policy: Policy, report: Report, now: float) -> ServiceRequest:
     """Store a report and attach it to a case (existing or new); returns the stored request."""
     service = policy.services.get(report.service_code)
     if service is None:
@@ -51,34 +52,34 @@ def submit(conn: psycopg.Connection, policy: Policy, report: Report, now: float)
     asset_id = None
     case_id = None
     if report.lat is not None and report.lon is not None:
-        near = store.nearest_assets(
+        near = asset_store.nearest_assets(
             conn, report.tenant_id, report.lat, report.lon, service.kind, policy.attach_distance_m
         )
         if near:
-            asset_id = near[0]["asset_id"]
+            asset_id = near[0].asset_id
             case_id = _case_for(conn, policy, report, service.fault, asset_id, now)
     request = requests_store.insert(
         conn,
-        {
-            "tenant_id": report.tenant_id,
-            "service_code": report.service_code,
-            "description": report.description,
-            "lat": report.lat,
-            "lon": report.lon,
-            "address": report.address,
-            "email": report.email,
-            "asset_id": asset_id,
-            "case_id": case_id,
-            "at": now,
-        },
+        requests_store.NewReport(
+            tenant_id=report.tenant_id,
+            service_code=report.service_code,
+            description=report.description,
+            lat=report.lat,
+            lon=report.lon,
+            address=report.address,
+            email=report.email,
+            asset_id=asset_id,
+            case_id=case_id,
+            at=now,
+        ),
     )
     if case_id is not None:
         store.add_event(
             conn,
             case_id,
-            f"citizen:{request['request_id']}",
+            f"citizen:{request.request_id}",
             "citizen report",
-            {"request_id": request["request_id"], "service_code": report.service_code},
+            {"request_id": request.request_id, "service_code": report.service_code},
         )
     return request
 
@@ -88,23 +89,17 @@ def _case_for(  # noqa: PLR0917 - one report and where it points
 ) -> int:
     """The active case the report belongs to: on the asset (any fault), its circuit or its cabinet; or a new one."""
     chain = [asset_id]
-    a = store.asset(conn, report.tenant_id, asset_id)
-    if a is not None and a["parent_id"]:
-        chain.append(a["parent_id"])
-        chain.append(store.root_of(conn, report.tenant_id, asset_id))
+    a = asset_store.asset(conn, report.tenant_id, asset_id)
+    if a is not None and a.parent_id:
+        chain.append(a.parent_id)
+        chain.append(asset_store.root_of(conn, report.tenant_id, asset_id))
     for candidate in chain:
         active = store.active_cases_on(conn, report.tenant_id, candidate)
         if active:
-            return int(active[0]["case_id"])
-    row = {
-        "tenant_id": report.tenant_id,
-        "asset_id": asset_id,
-        "fault": fault,
-        "severity": "major",
-        "observed_at": now,
-    }
-    facts = Facts(fault=fault, kind=a["kind"] if a else "", criticality=int(a["criticality"]) if a else 2)
-    created = lifecycle.open_case(conn, policy, row, facts, now, "citizen", lifecycle.SyncReport())
+            return int(active[0].case_id)
+    subject = lifecycle.Subject(report.tenant_id, asset_id, fault, "major", now)
+    facts = Facts(fault=fault, kind=a.kind if a else "", criticality=int(a.criticality) if a else 2)
+    created = lifecycle.open_case(conn, policy, subject, facts, now, "citizen", lifecycle.SyncReport())
     if created is None:
         raise ReportError("the case could not be opened")
-    return int(created["case_id"])
+    return int(created.case_id)

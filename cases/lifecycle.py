@@ -14,19 +14,38 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
 from cases import routing
 from cases.policy import Facts, Policies, Policy
-from simulators.sun import is_dark
+from floor.sun import is_dark
+from floor.timefmt import iso_or_none as iso
+from storage import case_assets as asset_store
 from storage import cases as store
-from storage.cases import Row
+from storage import finding_queue as queue
+from storage.cases import Case, CaseFinding, NewCase
+from storage.finding_queue import QueuedFinding
 
 log = logging.getLogger("lykta.cases")
 SYSTEM = "lykta"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a new case is about: a fault on an asset, seen since ``observed_at``."""
+
+    tenant_id: str
+    asset_id: str
+    fault: str
+    severity: str
+    observed_at: float
+
+    @classmethod
+    def of(cls, f: QueuedFinding, asset_id: str | None = None) -> Subject:
+        """The subject of a finding (on another asset: its circuit, when lamps are grouped)."""
+        return cls(f.tenant_id, asset_id or f.asset_id, f.fault, f.severity, f.observed_at)
 
 
 @dataclass
@@ -39,89 +58,85 @@ class SyncReport:
     reopened: int = 0
 
 
-def iso(t: float | None) -> str | None:
-    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def sync(conn: psycopg.Connection, policies: Policies, now: float, limit: int = 500) -> SyncReport:
     """Act on queued findings (at most ``limit``) in the caller's transaction."""
     report = SyncReport()
-    rows = store.claim_findings(conn, limit)
-    for tenant in sorted({r["tenant_id"] for r in rows}):
+    rows = queue.claim(conn, limit)
+    for tenant in sorted({r.tenant_id for r in rows}):
         store.lock_tenant(conn, tenant)
     for f in rows:
-        policy = policies.get(f["tenant_id"])
-        if f["status"] == "open":
+        policy = policies.get(f.tenant_id)
+        if f.status == "open":
             _on_open(conn, policy, f, now, report)
-        elif store.case_of_finding(conn, f["finding_id"]) is None:
+        elif store.case_of_finding(conn, f.finding_id) is None:
             _record_past(conn, policy, f, now, report)
         else:
             _on_cleared(conn, f, now, report)
         report.findings += 1
-    store.dequeue(conn, [r["finding_id"] for r in rows])
+    queue.dequeue(conn, [r.finding_id for r in rows])
     return report
 
 
 # -- a finding opens ------------------------------------------------------------------------------------------
 
 
-def _on_open(conn: psycopg.Connection, policy: Policy, f: Row, now: float, report: SyncReport) -> None:
-    if store.case_of_finding(conn, f["finding_id"]) is not None:
+def _on_open(conn: psycopg.Connection, policy: Policy, f: QueuedFinding, now: float, report: SyncReport) -> None:
+    if store.case_of_finding(conn, f.finding_id) is not None:
         return  # already handled (a finding re-queued by a repeated write)
-    tenant = f["tenant_id"]
-    if f["kind"] == "streetlight" and f["parent_id"]:
-        cabinet = store.root_of(conn, tenant, f["asset_id"])
+    tenant = f.tenant_id
+    if f.kind == "streetlight" and f.parent_id:
+        cabinet = asset_store.root_of(conn, tenant, f.asset_id)
         dark = store.active_case(conn, tenant, cabinet, "supplyLoss")
         if dark is not None:  # the cabinet explains it
             _link(conn, dark, f, report)
             return
-        if f["fault"] in policy.correlation_faults:
-            group = store.active_case(conn, tenant, f["parent_id"], f["fault"])
+        if f.fault in policy.correlation_faults:
+            group = store.active_case(conn, tenant, f.parent_id, f.fault)
             if group is not None:
                 _link(conn, group, f, report)
                 return
             if _correlate(conn, policy, f, now, report):
                 return
-    current = store.active_case(conn, tenant, f["asset_id"], f["fault"])
+    current = store.active_case(conn, tenant, f.asset_id, f.fault)
     if current is None:
         facts = _facts(conn, policy, f)
-        current = open_case(conn, policy, f, facts, now, "telemetry", report)
+        current = open_case(conn, policy, Subject.of(f), facts, now, "telemetry", report)
         if current is None:
             return
-    elif current["status"] == "verifying":
+    elif current.status == "verifying":
         reopen(conn, policy, current, now, "the fault came back", report)
     _link(conn, current, f, report)
-    if f["fault"] == "supplyLoss":
+    if f.fault == "supplyLoss":
         _absorb_below(conn, current, now, report)
 
 
-def _facts(conn: psycopg.Connection, policy: Policy, f: Row) -> Facts:
+def _facts(conn: psycopg.Connection, policy: Policy, f: QueuedFinding) -> Facts:
     row = 1
-    if f["kind"] == "streetlight" and f["fault"] in policy.lamp_faults:
-        row = store.lamps_in_row(conn, f["tenant_id"], f["asset_id"], sorted(policy.lamp_faults), policy.row_distance_m)
-    return Facts(fault=f["fault"], kind=f["kind"], criticality=int(f["criticality"] or 2), lamps_in_row=row)
+    if f.kind == "streetlight" and f.fault in policy.lamp_faults:
+        row = asset_store.lamps_in_row(conn, f.tenant_id, f.asset_id, sorted(policy.lamp_faults), policy.row_distance_m)
+    return Facts(fault=f.fault, kind=f.kind, criticality=int(f.criticality or 2), lamps_in_row=row)
 
 
 def open_case(  # noqa: PLR0917 - the parts of one new case
     conn: psycopg.Connection,
     policy: Policy,
-    f: Row,
+    subject: Subject,
     facts: Facts,
     now: float,
     source: str,
     report: SyncReport,
-) -> Row | None:
-    """A new case for ``f`` (asset, fault, severity, observed_at) with its priority, due time and work order."""
+) -> Case | None:
+    """A new case for ``subject`` with its priority, due time and work order."""
     priority = policy.priority(facts)
-    case_id = _insert(conn, f, priority, source, now, policy.due(priority, now))
+    case_id = _insert(conn, subject, priority, source, now, policy.due(priority, now))
     if case_id is None:  # another writer opened it first
-        return store.active_case(conn, f["tenant_id"], f["asset_id"], f["fault"])
+        return store.active_case(conn, subject.tenant_id, subject.asset_id, subject.fault)
     store.add_event(
         conn,
         case_id,
         SYSTEM,
         "opened",
-        {"source": source, "priority": priority, "facts": facts.__dict__, "observed_at": iso(f["observed_at"])},
+        {"source": source, "priority": priority, "facts": facts.__dict__, "observed_at": iso(subject.observed_at)},
     )
     report.opened += 1
     created = store.existing_case(conn, case_id)
@@ -132,135 +147,135 @@ def open_case(  # noqa: PLR0917 - the parts of one new case
 
 
 def _insert(  # noqa: PLR0917 - the columns of a new case
-    conn: psycopg.Connection, f: Row, priority: str, source: str, opened: float, due: float
+    conn: psycopg.Connection, subject: Subject, priority: str, source: str, opened: float, due: float
 ) -> int | None:
-    """A case for the asset and fault of ``f``; None when one is already active."""
+    """A case for the asset and fault of ``subject``; None when one is already active."""
     return store.insert_case(
         conn,
-        {
-            "tenant_id": f["tenant_id"],
-            "asset_id": f["asset_id"],
-            "fault": f["fault"],
-            "priority": priority,
-            "severity": f["severity"],
-            "source": source,
-            "observed_at": f["observed_at"],
-            "opened_at": opened,
-            "due_at": due,
-        },
+        NewCase(
+            tenant_id=subject.tenant_id,
+            asset_id=subject.asset_id,
+            fault=subject.fault,
+            priority=priority,
+            severity=subject.severity,
+            source=source,
+            observed_at=subject.observed_at,
+            opened_at=opened,
+            due_at=due,
+        ),
     )
 
 
-def _link(conn: psycopg.Connection, c: Row, f: Row, report: SyncReport) -> None:
-    if store.link_finding(conn, c["case_id"], f["finding_id"], f["asset_id"]):
+def _link(conn: psycopg.Connection, c: Case, f: QueuedFinding, report: SyncReport) -> None:
+    if store.link_finding(conn, c.case_id, f.finding_id, f.asset_id):
         store.add_event(
             conn,
-            c["case_id"],
+            c.case_id,
             SYSTEM,
             "finding",
-            {"finding_id": f["finding_id"], "asset_id": f["asset_id"], "fault": f["fault"], "rule": f.get("rule_id")},
+            {"finding_id": f.finding_id, "asset_id": f.asset_id, "fault": f.fault, "rule": f.rule_id},
         )
         report.linked += 1
-        if c["fault_cleared_at"] is not None:
-            store.update_case(conn, c["case_id"], fault_cleared_at=None)
+        if c.fault_cleared_at is not None:
+            store.update_case(conn, c.case_id, fault_cleared_at=None)
 
 
-def _correlate(conn: psycopg.Connection, policy: Policy, f: Row, now: float, report: SyncReport) -> bool:
+def _correlate(conn: psycopg.Connection, policy: Policy, f: QueuedFinding, now: float, report: SyncReport) -> bool:
     """Enough lamps of one circuit with the same fault at about the same time: one case on the circuit."""
     window = policy.correlation_window_s
+    circuit = f.parent_id
+    if circuit is None:
+        return False
     siblings = store.sibling_findings(
-        conn, f["tenant_id"], f["parent_id"], f["fault"], f["observed_at"] - window, f["observed_at"] + window
+        conn, f.tenant_id, circuit, f.fault, f.observed_at - window, f.observed_at + window
     )
-    lamps = {s["asset_id"] for s in siblings}
+    lamps = {s.asset_id for s in siblings}
     if len(lamps) < policy.min_lamps:
         return False
-    size = max(store.children_count(conn, f["tenant_id"], f["parent_id"], "streetlight"), len(lamps))
-    parent = store.asset(conn, f["tenant_id"], f["parent_id"])
+    size = max(asset_store.children_count(conn, f.tenant_id, circuit, "streetlight"), len(lamps))
+    parent = asset_store.asset(conn, f.tenant_id, circuit)
     facts = Facts(
-        fault=f["fault"],
-        kind=parent["kind"] if parent else "circuit",
-        criticality=int(parent["criticality"]) if parent else 2,
+        fault=f.fault,
+        kind=parent.kind if parent else "circuit",
+        criticality=int(parent.criticality) if parent else 2,
         group=True,
         share=len(lamps) / size,
     )
-    first = min(s["finding_id"] for s in siblings)
-    group_row = {**f, "asset_id": f["parent_id"], "observed_at": f["observed_at"]}
-    group = open_case(conn, policy, group_row, facts, now, "telemetry", report)
+    first = min(s.finding_id for s in siblings)
+    group = open_case(conn, policy, Subject.of(f, circuit), facts, now, "telemetry", report)
     if group is None:
         return False
-    store.add_event(conn, group["case_id"], SYSTEM, "correlated", {"lamps": sorted(lamps), "first_finding": first})
+    store.add_event(conn, group.case_id, SYSTEM, "correlated", {"lamps": sorted(lamps), "first_finding": first})
     for s in siblings:
-        if s["case_id"] is not None and s["case_id"] != group["case_id"]:
-            _merge(conn, s["case_id"], group, now, report)
-        store.link_finding(conn, group["case_id"], s["finding_id"], s["asset_id"])
-    routing.refresh_work_order(conn, group["case_id"], now)
+        if s.case_id is not None and s.case_id != group.case_id:
+            _merge(conn, s.case_id, group, now, report)
+        store.link_finding(conn, group.case_id, s.finding_id, s.asset_id)
+    routing.refresh_work_order(conn, group.case_id, now)
     return True
 
 
-def _absorb_below(conn: psycopg.Connection, cabinet_case: Row, now: float, report: SyncReport) -> None:
+def _absorb_below(conn: psycopg.Connection, cabinet_case: Case, now: float, report: SyncReport) -> None:
     """A cabinet without supply explains the faults of everything it feeds: one case, not forty."""
-    for c in store.active_cases_below(
-        conn, cabinet_case["tenant_id"], cabinet_case["asset_id"], cabinet_case["case_id"]
-    ):
-        _merge(conn, c["case_id"], cabinet_case, now, report)
-    routing.refresh_work_order(conn, cabinet_case["case_id"], now)
+    for c in store.active_cases_below(conn, cabinet_case.tenant_id, cabinet_case.asset_id, cabinet_case.case_id):
+        _merge(conn, c.case_id, cabinet_case, now, report)
+    routing.refresh_work_order(conn, cabinet_case.case_id, now)
 
 
-def _merge(conn: psycopg.Connection, case_id: int, into: Row, now: float, report: SyncReport) -> None:
+def _merge(conn: psycopg.Connection, case_id: int, into: Case, now: float, report: SyncReport) -> None:
     merged = store.case(conn, case_id)
-    if merged is None or merged["status"] == "resolved":
+    if merged is None or merged.status == "resolved":
         return
     for f in store.case_findings(conn, case_id):
-        store.link_finding(conn, into["case_id"], f["finding_id"], f["asset_id"])
+        store.link_finding(conn, into.case_id, f.finding_id, f.asset_id)
     store.update_case(conn, case_id, status="resolved", resolution="merged", resolved_at=now)
-    store.add_event(conn, case_id, SYSTEM, "merged", {"into": into["case_id"]})
-    store.add_event(conn, into["case_id"], SYSTEM, "absorbed", {"case_id": case_id, "asset_id": merged["asset_id"]})
-    routing.cancel_work_order(conn, case_id, f"merged into case {into['case_id']}", now)
+    store.add_event(conn, case_id, SYSTEM, "merged", {"into": into.case_id})
+    store.add_event(conn, into.case_id, SYSTEM, "absorbed", {"case_id": case_id, "asset_id": merged.asset_id})
+    routing.cancel_work_order(conn, case_id, f"merged into case {into.case_id}", now)
     report.merged += 1
 
 
-def _raise_neighbours(conn: psycopg.Connection, policy: Policy, c: Row, now: float) -> None:
+def _raise_neighbours(conn: psycopg.Connection, policy: Policy, c: Case, now: float) -> None:
     """Two or more lamps in a row: the neighbours' cases get the (higher) priority of a row."""
     for other in store.active_cases_below(
-        conn, c["tenant_id"], store.root_of(conn, c["tenant_id"], c["asset_id"]), c["case_id"]
+        conn, c.tenant_id, asset_store.root_of(conn, c.tenant_id, c.asset_id), c.case_id
     ):
-        if other["fault"] not in policy.lamp_faults or other["priority"] != "round":
+        if other.fault not in policy.lamp_faults or other.priority != "round":
             continue
-        row = store.asset(conn, c["tenant_id"], other["asset_id"])
-        if row is None or row["kind"] != "streetlight":
+        row = asset_store.asset(conn, c.tenant_id, other.asset_id)
+        if row is None or row.kind != "streetlight":
             continue
-        count = store.lamps_in_row(
-            conn, c["tenant_id"], other["asset_id"], sorted(policy.lamp_faults), policy.row_distance_m
+        count = asset_store.lamps_in_row(
+            conn, c.tenant_id, other.asset_id, sorted(policy.lamp_faults), policy.row_distance_m
         )
         if count < 2:
             continue
         priority = policy.priority(
-            Facts(fault=other["fault"], kind="streetlight", criticality=int(row["criticality"]), lamps_in_row=count)
+            Facts(fault=other.fault, kind="streetlight", criticality=int(row.criticality), lamps_in_row=count)
         )
-        if priority != other["priority"]:
-            due = min(other["due_at"], policy.due(priority, now))
-            store.update_case(conn, other["case_id"], priority=priority, due_at=due)
-            store.add_event(conn, other["case_id"], SYSTEM, "priority", {"priority": priority, "lamps_in_row": count})
+        if priority != other.priority:
+            due = min(other.due_at, policy.due(priority, now))
+            store.update_case(conn, other.case_id, priority=priority, due_at=due)
+            store.add_event(conn, other.case_id, SYSTEM, "priority", {"priority": priority, "lamps_in_row": count})
 
 
-def _record_past(conn: psycopg.Connection, policy: Policy, f: Row, now: float, report: SyncReport) -> None:
+def _record_past(conn: psycopg.Connection, policy: Policy, f: QueuedFinding, now: float, report: SyncReport) -> None:
     """A fault that came and went before the case handling saw it (a replay, or this service was down): kept as
     a case resolved as cleared, for the record, without bothering a crew; or joined to an active case."""
-    active = store.active_case(conn, f["tenant_id"], f["asset_id"], f["fault"])
+    active = store.active_case(conn, f.tenant_id, f.asset_id, f.fault)
     if active is not None:
         _link(conn, active, f, report)
         _on_cleared(conn, f, now, report)
         return
     priority = policy.priority(_facts(conn, policy, f))
-    case_id = _insert(conn, f, priority, "telemetry", now, policy.due(priority, f["observed_at"]))
+    case_id = _insert(conn, Subject.of(f), priority, "telemetry", now, policy.due(priority, f.observed_at))
     if case_id is None:
         return
-    store.link_finding(conn, case_id, f["finding_id"], f["asset_id"])
+    store.link_finding(conn, case_id, f.finding_id, f.asset_id)
     store.update_case(
-        conn, case_id, fault_cleared_at=f["cleared_at"], status="resolved", resolution="cleared", resolved_at=now
+        conn, case_id, fault_cleared_at=f.cleared_at, status="resolved", resolution="cleared", resolved_at=now
     )
     store.add_event(
-        conn, case_id, SYSTEM, "recorded", {"observed_at": iso(f["observed_at"]), "cleared_at": iso(f["cleared_at"])}
+        conn, case_id, SYSTEM, "recorded", {"observed_at": iso(f.observed_at), "cleared_at": iso(f.cleared_at)}
     )
     report.opened += 1
     report.resolved += 1
@@ -269,34 +284,34 @@ def _record_past(conn: psycopg.Connection, policy: Policy, f: Row, now: float, r
 # -- a finding clears -------------------------------------------------------------------------------------------
 
 
-def _on_cleared(conn: psycopg.Connection, f: Row, now: float, report: SyncReport) -> None:
-    c = store.case_of_finding(conn, f["finding_id"])
-    if c is None or c["status"] == "resolved":
+def _on_cleared(conn: psycopg.Connection, f: QueuedFinding, now: float, report: SyncReport) -> None:
+    c = store.case_of_finding(conn, f.finding_id)
+    if c is None or c.status == "resolved":
         return
-    findings = store.case_findings(conn, c["case_id"])
-    if any(x["status"] == "open" for x in findings):
+    findings = store.case_findings(conn, c.case_id)
+    if any(x.status == "open" for x in findings):
         return
-    cleared = max(x["cleared_at"] for x in findings if x["cleared_at"] is not None)
-    store.update_case(conn, c["case_id"], fault_cleared_at=cleared)
-    store.add_event(conn, c["case_id"], SYSTEM, "fault cleared", {"cleared_at": iso(cleared)})
-    if c["status"] == "open":
+    cleared = max(x.cleared_at for x in findings if x.cleared_at is not None)
+    store.update_case(conn, c.case_id, fault_cleared_at=cleared)
+    store.add_event(conn, c.case_id, SYSTEM, "fault cleared", {"cleared_at": iso(cleared)})
+    if c.status == "open":
         resolve(conn, c, now, "cleared", SYSTEM)
-        routing.cancel_work_order(conn, c["case_id"], "the fault cleared before repair", now)
+        routing.cancel_work_order(conn, c.case_id, "the fault cleared before repair", now)
         report.resolved += 1
 
 
-def resolve(conn: psycopg.Connection, c: Row, now: float, resolution: str, actor: str) -> None:
-    store.update_case(conn, c["case_id"], status="resolved", resolution=resolution, resolved_at=now)
-    store.add_event(conn, c["case_id"], actor, "resolved", {"resolution": resolution})
+def resolve(conn: psycopg.Connection, c: Case, now: float, resolution: str, actor: str) -> None:
+    store.update_case(conn, c.case_id, status="resolved", resolution=resolution, resolved_at=now)
+    store.add_event(conn, c.case_id, actor, "resolved", {"resolution": resolution})
 
 
 def reopen(  # noqa: PLR0917 - one case reopened, with why
-    conn: psycopg.Connection, policy: Policy, c: Row, now: float, why: str, report: SyncReport
+    conn: psycopg.Connection, policy: Policy, c: Case, now: float, why: str, report: SyncReport
 ) -> None:
-    store.update_case(conn, c["case_id"], status="open", repaired_at=None, fault_cleared_at=None)
-    store.add_event(conn, c["case_id"], SYSTEM, "reopened", {"why": why})
+    store.update_case(conn, c.case_id, status="open", repaired_at=None, fault_cleared_at=None)
+    store.add_event(conn, c.case_id, SYSTEM, "reopened", {"why": why})
     report.reopened += 1
-    fresh = store.existing_case(conn, c["case_id"])
+    fresh = store.existing_case(conn, c.case_id)
     routing.new_work_order(conn, policy, fresh, now)
 
 
@@ -307,15 +322,15 @@ def verify(conn: psycopg.Connection, policies: Policies, now: float) -> SyncRepo
     """Cases waiting for the telemetry after a repair: resolved when it confirms, reopened when it does not."""
     report = SyncReport()
     for c in store.cases_to_verify(conn):
-        policy = policies.get(c["tenant_id"])
-        repaired = c["repaired_at"] or now
-        findings = store.case_findings(conn, c["case_id"])
-        if any(f["status"] == "open" and f["observed_at"] > repaired for f in findings):
+        policy = policies.get(c.tenant_id)
+        repaired = c.repaired_at or now
+        findings = store.case_findings(conn, c.case_id)
+        if any(f.status == "open" and f.observed_at > repaired for f in findings):
             reopen(conn, policy, c, now, "the fault came back after the repair", report)
             continue
         confirmed = _confirmed(conn, policy, c, findings, repaired, now)
         if confirmed is not None:
-            store.add_event(conn, c["case_id"], SYSTEM, "verified", confirmed)
+            store.add_event(conn, c.case_id, SYSTEM, "verified", confirmed)
             resolve(conn, c, now, "verified", SYSTEM)
             report.resolved += 1
         elif now - repaired > policy.verify_timeout_s:
@@ -324,28 +339,28 @@ def verify(conn: psycopg.Connection, policies: Policies, now: float) -> SyncRepo
 
 
 def _confirmed(  # noqa: PLR0917 - one case's verification
-    conn: psycopg.Connection, policy: Policy, c: Row, findings: list[Row], repaired: float, now: float
+    conn: psycopg.Connection, policy: Policy, c: Case, findings: list[CaseFinding], repaired: float, now: float
 ) -> dict[str, Any] | None:
     """Evidence that the repair worked, or None (not yet)."""
-    if any(f["status"] == "open" for f in findings):
+    if any(f.status == "open" for f in findings):
         return None
-    assets = sorted({f["asset_id"] for f in findings} or {c["asset_id"]})
+    assets = sorted({f.asset_id for f in findings} or {c.asset_id})
     evidence: dict[str, Any] = {}
     for asset_id in assets:
-        a = store.asset(conn, c["tenant_id"], asset_id)
-        if a is None or a["device_key"] is None:
+        a = asset_store.asset(conn, c.tenant_id, asset_id)
+        if a is None or a.device_key is None:
             continue
-        if a["kind"] == "streetlight" and c["fault"] in policy.lamp_faults:
+        if a.kind == "streetlight" and c.fault in policy.lamp_faults:
             night = [
                 (t, p)
-                for t, p in store.burning_after(conn, a["device_key"], repaired, policy.min_power_w)
-                if a["lat"] is not None and is_dark(a["lat"], a["lon"], t)
+                for t, p in asset_store.burning_after(conn, a.device_key, repaired, policy.min_power_w)
+                if a.lat is not None and a.lon is not None and is_dark(a.lat, a.lon, t)
             ]
             if not night:
                 return None
             evidence[asset_id] = {"burning_at": iso(night[0][0]), "power_w": night[0][1]}
         else:
-            heard = store.heard_after(conn, a["device_key"], repaired)
+            heard = asset_store.heard_after(conn, a.device_key, repaired)
             if heard is None or now - repaired < policy.quiet_s:
                 return None
             evidence[asset_id] = {"heard_at": iso(heard), "quiet_s": policy.quiet_s}
@@ -356,14 +371,14 @@ def check_sla(conn: psycopg.Connection, policies: Policies, now: float) -> int:
     """Flag cases past their due time and escalate them (again every ``escalation.every``); returns escalations."""
     escalated = 0
     for c in store.cases_past_due(conn, now):
-        policy = policies.get(c["tenant_id"])
-        level = int(c["escalation"])
-        breached = c["breached_at"] or now
+        policy = policies.get(c.tenant_id)
+        level = int(c.escalation)
+        breached = c.breached_at or now
         wanted = 1 + int((now - breached) // policy.escalate_every_s)
-        if c["breached_at"] is not None and level >= wanted:
+        if c.breached_at is not None and level >= wanted:
             continue
-        store.update_case(conn, c["case_id"], breached_at=breached, escalation=wanted)
-        store.add_event(conn, c["case_id"], SYSTEM, "escalated", {"level": wanted, "due_at": iso(c["due_at"])})
+        store.update_case(conn, c.case_id, breached_at=breached, escalation=wanted)
+        store.add_event(conn, c.case_id, SYSTEM, "escalated", {"level": wanted, "due_at": iso(c.due_at)})
         routing.notify_escalation(conn, policy, c, wanted, now)
         escalated += 1
     return escalated

@@ -26,12 +26,13 @@ import urllib.request
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
-from typing import Any
 
 import psycopg
 
-from lykta.config import Settings
-from storage import cases as store
+from floor.config import Settings
+from storage import crews as crew_store
+from storage import outbox as outbox_store
+from storage.outbox import Message
 
 log = logging.getLogger("lykta.outbox")
 BACKOFF_S = 30.0
@@ -64,50 +65,50 @@ def deliver(conn: psycopg.Connection, settings: Settings, now: float, limit: int
     report = Delivery()
     for _ in range(limit):
         with conn.transaction():
-            claimed = store.claim_messages(conn, now, 1)
+            claimed = outbox_store.claim(conn, now, 1)
             if not claimed:
                 break
             m = claimed[0]
             try:
-                if m["channel"] == "email":
+                if m.channel == "email":
                     send_email(settings, m)
                 else:
                     send_webhook(conn, m, now)
             except Permanent as exc:
-                store.message_failed(conn, m["message_id"], str(exc), None, now)
-                log.error("outbox: %s to %s refused for good: %s", m["channel"], m["target"], exc)  # noqa: TRY400 - the reason is the message
+                outbox_store.failed(conn, m.message_id, str(exc), None, now)
+                log.error("outbox: %s to %s refused for good: %s", m.channel, m.target, exc)  # noqa: TRY400 - the reason is the message
                 report.failed += 1
                 continue
             except (OSError, smtplib.SMTPException, urllib.error.URLError) as exc:
-                attempts = int(m["attempts"]) + 1
+                attempts = int(m.attempts) + 1
                 if attempts >= settings.outbox_max_attempts:
-                    store.message_failed(conn, m["message_id"], str(exc), None, now)
+                    outbox_store.failed(conn, m.message_id, str(exc), None, now)
                     log.error(  # noqa: TRY400 - the reason is the message
-                        "outbox: %s to %s given up after %d attempts: %s", m["channel"], m["target"], attempts, exc
+                        "outbox: %s to %s given up after %d attempts: %s", m.channel, m.target, attempts, exc
                     )
                     report.failed += 1
                 else:
-                    store.message_failed(conn, m["message_id"], str(exc), now + backoff(attempts), now)
+                    outbox_store.failed(conn, m.message_id, str(exc), now + backoff(attempts), now)
                     log.warning(
-                        "outbox: %s to %s failed (attempt %d), retrying: %s", m["channel"], m["target"], attempts, exc
+                        "outbox: %s to %s failed (attempt %d), retrying: %s", m.channel, m.target, attempts, exc
                     )
                     report.retrying += 1
                 continue
-            store.message_sent(conn, m["message_id"], now)
+            outbox_store.sent(conn, m.message_id, now)
             report.sent += 1
     return report
 
 
-def send_email(settings: Settings, m: dict[str, Any]) -> None:
+def send_email(settings: Settings, m: Message) -> None:
     msg = EmailMessage()
     msg["From"] = settings.smtp_from
-    msg["To"] = m["target"]
-    msg["Subject"] = m["subject"]
+    msg["To"] = m.target
+    msg["Subject"] = m.subject
     msg["Date"] = formatdate(usegmt=True)
     domain = settings.smtp_from.rsplit("@", 1)[-1]
-    msg["Message-ID"] = f"<{hashlib.sha256(m['idempotency_key'].encode()).hexdigest()[:32]}@{domain}>"
-    msg["X-Lykta-Idempotency-Key"] = m["idempotency_key"]
-    msg.set_content(str(m["body"].get("text", "")))
+    msg["Message-ID"] = f"<{hashlib.sha256(m.idempotency_key.encode()).hexdigest()[:32]}@{domain}>"
+    msg["X-Lykta-Idempotency-Key"] = m.idempotency_key
+    msg.set_content(str(m.body.get("text", "")))
     with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=TIMEOUT_S) as smtp:
         if settings.smtp_starttls:
             smtp.starttls(context=ssl.create_default_context())
@@ -118,19 +119,19 @@ def send_email(settings: Settings, m: dict[str, Any]) -> None:
         raise Permanent(f"recipients refused: {sorted(refused)}")
 
 
-def send_webhook(conn: psycopg.Connection, m: dict[str, Any], now: float) -> None:
-    body = json.dumps(m["body"], separators=(",", ":"), sort_keys=True).encode()
+def send_webhook(conn: psycopg.Connection, m: Message, now: float) -> None:
+    body = json.dumps(m.body, separators=(",", ":"), sort_keys=True).encode()
     timestamp = str(int(now))
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "lykta-outbox",
-        "Idempotency-Key": m["idempotency_key"],
+        "Idempotency-Key": m.idempotency_key,
         "X-Lykta-Timestamp": timestamp,
     }
-    secret = store.webhook_secret(conn, m["tenant_id"], m["target"])
+    secret = crew_store.webhook_secret(conn, m.tenant_id, m.target)
     if secret:
         headers["X-Lykta-Signature"] = sign(secret, timestamp, body)
-    request = urllib.request.Request(m["target"], data=body, headers=headers, method="POST")  # noqa: S310 - http(s) only, checked when the crew is saved
+    request = urllib.request.Request(m.target, data=body, headers=headers, method="POST")  # noqa: S310 - http(s) only, checked when the crew is saved
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
             response.read()

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from lykta.durations import parse_duration
+from floor.durations import parse_duration
 
 DEFAULTS = Path(__file__).resolve().parent / "defaults" / "policy.yaml"
 CONDITIONS = {"fault", "group", "min_share", "min_criticality", "lamps_in_row", "kind"}

@@ -15,9 +15,18 @@ import psycopg
 
 from cases import texts
 from cases.policy import Policy
+from floor.timefmt import iso_or_none as iso
+from storage import case_assets as asset_store
 from storage import cases as store
+from storage import crews as crew_store
+from storage import outbox as outbox_store
 from storage import tenants
-from storage.cases import Row
+from storage import work_orders as order_store
+from storage.case_assets import Asset
+from storage.cases import Case
+from storage.crews import Crew
+from storage.outbox import NewMessage
+from storage.work_orders import NewWorkOrder, WorkOrder
 
 ACTIVE = ("new", "assigned", "in_progress")
 SYSTEM = "lykta"
@@ -27,146 +36,122 @@ class WorkOrderError(Exception):
     """A crew or operator action that does not fit the work order's state (the API answers 409)."""
 
 
-def choose_crew(crews: list[Row], area: str | None, skill: str) -> Row | None:
+def choose_crew(crews: list[Crew], area: str | None, skill: str) -> Crew | None:
     """The crew for an area and skill: active, serving the area (or every area) and having the skill (or listing
     none); a crew naming the area wins over one serving everywhere; ties by crew id."""
-    fits = [
-        c
-        for c in crews
-        if c["active"] and (not c["areas"] or area in c["areas"]) and (not c["skills"] or skill in c["skills"])
-    ]
-    fits.sort(key=lambda c: (not (area and area in c["areas"]), not c["skills"], c["crew_id"]))
+    fits = [c for c in crews if c.active and (not c.areas or area in c.areas) and (not c.skills or skill in c.skills)]
+    fits.sort(key=lambda c: (not (area and area in c.areas), not c.skills, c.crew_id))
     return fits[0] if fits else None
 
 
-def new_work_order(conn: psycopg.Connection, policy: Policy, c: Row, now: float) -> int:
+def new_work_order(conn: psycopg.Connection, policy: Policy, c: Case, now: float) -> int:
     """A work order for a case, routed and announced."""
-    asset = store.asset(conn, c["tenant_id"], c["asset_id"]) or {}
-    skill = policy.skill(c["fault"])
-    crew = choose_crew(store.crews(conn, c["tenant_id"]), asset.get("maintenance_area"), skill)
-    lang = tenants.language(conn, c["tenant_id"])
-    title = texts.work_order_title(c["fault"], c["asset_id"], asset.get("name") or asset.get("district"), lang)
-    work_order_id = store.insert_work_order(
+    asset = asset_store.asset(conn, c.tenant_id, c.asset_id)
+    area = asset.maintenance_area if asset else None
+    skill = policy.skill(c.fault)
+    crew = choose_crew(crew_store.crews(conn, c.tenant_id), area, skill)
+    lang = tenants.language(conn, c.tenant_id)
+    title = texts.work_order_title(c.fault, c.asset_id, (asset.name or asset.district) if asset else None, lang)
+    work_order_id = order_store.insert(
         conn,
-        {
-            "case_id": c["case_id"],
-            "tenant_id": c["tenant_id"],
-            "crew_id": crew["crew_id"] if crew else None,
-            "skill": skill,
-            "status": "assigned" if crew else "new",
-            "title": title,
-        },
+        NewWorkOrder(
+            case_id=c.case_id,
+            tenant_id=c.tenant_id,
+            crew_id=crew.crew_id if crew else None,
+            skill=skill,
+            status="assigned" if crew else "new",
+            title=title,
+        ),
     )
     detail: dict[str, Any] = {"work_order_id": work_order_id, "skill": skill}
     if crew is None:
-        detail["unrouted"] = f"no active crew for area {asset.get('maintenance_area')!r} and skill {skill!r}"
+        detail["unrouted"] = f"no active crew for area {area!r} and skill {skill!r}"
     else:
-        detail["crew_id"] = crew["crew_id"]
+        detail["crew_id"] = crew.crew_id
         announce(conn, work_order_id, "assigned", now)
-    store.add_event(conn, c["case_id"], SYSTEM, "work order", detail)
+    store.add_event(conn, c.case_id, SYSTEM, "work order", detail)
     return work_order_id
 
 
 def refresh_work_order(conn: psycopg.Connection, case_id: int, now: float) -> None:
     """Tell the crew again when a case grew (assets added by correlation)."""
-    order = store.active_work_order(conn, case_id)
-    if order is not None and order["crew_id"] is not None:
-        announce(conn, order["work_order_id"], f"updated-{len(store.case_findings(conn, case_id))}", now)
+    order = order_store.active(conn, case_id)
+    if order is not None and order.crew_id is not None:
+        announce(conn, order.work_order_id, f"updated-{len(store.case_findings(conn, case_id))}", now)
 
 
 def cancel_work_order(conn: psycopg.Connection, case_id: int, why: str, now: float) -> None:
-    order = store.active_work_order(conn, case_id)
+    order = order_store.active(conn, case_id)
     if order is None:
         return
-    store.set_work_order(conn, order["work_order_id"], "cancelled", reason=why)
-    store.add_note(conn, order["work_order_id"], SYSTEM, why)
-    if order["crew_id"] is not None:
-        announce(conn, order["work_order_id"], "cancelled", now)
+    order_store.set_status(conn, order.work_order_id, "cancelled", reason=why)
+    order_store.add_note(conn, order.work_order_id, SYSTEM, why)
+    if order.crew_id is not None:
+        announce(conn, order.work_order_id, "cancelled", now)
 
 
 def announce(conn: psycopg.Connection, work_order_id: int, change: str, now: float) -> None:
     """Queue the e-mail and webhook of a work order change for its crew (each once: idempotency keys)."""
-    order = store.existing_work_order(conn, work_order_id)
-    crew = store.crew(conn, order["tenant_id"], order["crew_id"]) if order["crew_id"] else None
+    order = order_store.existing(conn, work_order_id)
+    crew = crew_store.crew(conn, order.tenant_id, order.crew_id) if order.crew_id else None
     if crew is None:
         return
     payload = message(conn, order, change)
-    lang = tenants.language(conn, order["tenant_id"])
-    key = f"{order['tenant_id']}:wo-{work_order_id}:{change}"
-    subject = f"[{texts.word('work_order', lang)} #{work_order_id}] {order['title']}"
-    if crew["email"]:
-        store.enqueue(
-            conn,
-            {
-                "tenant_id": order["tenant_id"],
-                "channel": "email",
-                "target": crew["email"],
-                "subject": subject,
-                "body": {"text": texts.work_order_text(payload["work_order"], lang), "event": change},
-                "key": key + ":email",
-                "at": now,
-            },
-        )
-    if crew["webhook_url"]:
-        store.enqueue(
-            conn,
-            {
-                "tenant_id": order["tenant_id"],
-                "channel": "webhook",
-                "target": crew["webhook_url"],
-                "subject": subject,
-                "body": payload,
-                "key": key + ":webhook",
-                "at": now,
-            },
+    lang = tenants.language(conn, order.tenant_id)
+    key = f"{order.tenant_id}:wo-{work_order_id}:{change}"
+    subject = f"[{texts.word('work_order', lang)} #{work_order_id}] {order.title}"
+    if crew.email:
+        body = {"text": texts.work_order_text(payload["work_order"], lang), "event": change}
+        outbox_store.enqueue(conn, NewMessage(order.tenant_id, "email", crew.email, subject, body, key + ":email", now))
+    if crew.webhook_url:
+        outbox_store.enqueue(
+            conn, NewMessage(order.tenant_id, "webhook", crew.webhook_url, subject, payload, key + ":webhook", now)
         )
 
 
-def message(conn: psycopg.Connection, order: Row, change: str) -> dict[str, Any]:
+def message(conn: psycopg.Connection, order: WorkOrder, change: str) -> dict[str, Any]:
     """The JSON a webhook receives: the change, the work order and its case."""
-    c = store.existing_case(conn, order["case_id"])
-    asset = store.asset(conn, order["tenant_id"], c["asset_id"]) or {}
-    children = sorted({f["asset_id"] for f in store.case_findings(conn, c["case_id"])} - {c["asset_id"]})
-    from cases.lifecycle import iso  # noqa: PLC0415 - one small helper; lifecycle imports this module
+    c = store.existing_case(conn, order.case_id)
+    asset: Asset | None = asset_store.asset(conn, order.tenant_id, c.asset_id)
+    children = sorted({f.asset_id for f in store.case_findings(conn, c.case_id)} - {c.asset_id})
 
     return {
         "event": change,
-        "tenant": order["tenant_id"],
+        "tenant": order.tenant_id,
         "work_order": {
-            "work_order_id": order["work_order_id"],
-            "case_id": c["case_id"],
-            "status": order["status"],
-            "crew_id": order["crew_id"],
-            "skill": order["skill"],
-            "title": order["title"],
-            "asset_id": c["asset_id"],
-            "fault": c["fault"],
-            "priority": c["priority"],
-            "due_at": iso(c["due_at"]),
-            "observed_at": iso(c["observed_at"]),
-            "lat": asset.get("lat"),
-            "lon": asset.get("lon"),
+            "work_order_id": order.work_order_id,
+            "case_id": c.case_id,
+            "status": order.status,
+            "crew_id": order.crew_id,
+            "skill": order.skill,
+            "title": order.title,
+            "asset_id": c.asset_id,
+            "fault": c.fault,
+            "priority": c.priority,
+            "due_at": iso(c.due_at),
+            "observed_at": iso(c.observed_at),
+            "lat": asset.lat if asset else None,
+            "lon": asset.lon if asset else None,
             "children": children,
         },
     }
 
 
-def notify_escalation(conn: psycopg.Connection, policy: Policy, c: Row, level: int, now: float) -> None:
+def notify_escalation(conn: psycopg.Connection, policy: Policy, c: Case, level: int, now: float) -> None:
     if not policy.escalation_email:
         return
-    lang = tenants.language(conn, c["tenant_id"])
-    store.enqueue(
+    lang = tenants.language(conn, c.tenant_id)
+    outbox_store.enqueue(
         conn,
-        {
-            "tenant_id": c["tenant_id"],
-            "channel": "email",
-            "target": policy.escalation_email,
-            "subject": f"[{texts.word('case', lang)} #{c['case_id']}] SLA {level}: "
-            f"{texts.fault(c['fault'], lang)} {c['asset_id']}",
-            "body": {"text": f"case {c['case_id']} is past its due time; escalation level {level}\n", "level": level},
-            "key": f"{c['tenant_id']}:case-{c['case_id']}:escalation-{level}",
-            "at": now,
-        },
+        NewMessage(
+            tenant_id=c.tenant_id,
+            channel="email",
+            target=policy.escalation_email,
+            subject=f"[{texts.word('case', lang)} #{c.case_id}] SLA {level}: {texts.fault(c.fault, lang)} {c.asset_id}",
+            body={"text": f"case {c.case_id} is past its due time; escalation level {level}\n", "level": level},
+            key=f"{c.tenant_id}:case-{c.case_id}:escalation-{level}",
+            at=now,
+        ),
     )
 
 
@@ -175,65 +160,65 @@ def notify_escalation(conn: psycopg.Connection, policy: Policy, c: Row, level: i
 
 def act(  # noqa: PLR0917 - one action on one work order
     conn: psycopg.Connection, work_order_id: int, action: str, actor: str, note: str | None, now: float
-) -> Row:
+) -> WorkOrder:
     """``accept``, ``done`` or ``reject`` (``note`` is then the reason) by the crew ``actor``; the work order
     must be theirs (the API checks) and in a state that allows it. Returns the updated work order."""
-    order = store.work_order(conn, work_order_id, lock=True)
+    order = order_store.work_order(conn, work_order_id, lock=True)
     if order is None:
         raise WorkOrderError(f"work order {work_order_id} does not exist")
     allowed = {"accept": ("assigned",), "done": ("assigned", "in_progress"), "reject": ("assigned", "in_progress")}
     if action not in allowed:
         raise WorkOrderError(f"unknown action {action!r}: use accept, done or reject")
-    if order["status"] not in allowed[action]:
-        raise WorkOrderError(f"work order {work_order_id} is {order['status']}; cannot {action} it")
+    if order.status not in allowed[action]:
+        raise WorkOrderError(f"work order {work_order_id} is {order.status}; cannot {action} it")
     if action == "reject" and not (note and note.strip()):
         raise WorkOrderError("a rejection needs a reason")
-    c = store.existing_case(conn, order["case_id"])
+    c = store.existing_case(conn, order.case_id)
     if action == "accept":
-        store.set_work_order(conn, work_order_id, "in_progress")
-        if c["status"] == "open":
-            store.update_case(conn, c["case_id"], status="in_repair")
+        order_store.set_status(conn, work_order_id, "in_progress")
+        if c.status == "open":
+            store.update_case(conn, c.case_id, status="in_repair")
     elif action == "done":
-        store.set_work_order(conn, work_order_id, "done")
-        if c["status"] != "resolved":
-            store.update_case(conn, c["case_id"], status="verifying", repaired_at=now)
+        order_store.set_status(conn, work_order_id, "done")
+        if c.status != "resolved":
+            store.update_case(conn, c.case_id, status="verifying", repaired_at=now)
     else:
-        store.set_work_order(conn, work_order_id, "rejected", reason=(note or "").strip())
-        if c["status"] == "in_repair":
-            store.update_case(conn, c["case_id"], status="open")
+        order_store.set_status(conn, work_order_id, "rejected", reason=(note or "").strip())
+        if c.status == "in_repair":
+            store.update_case(conn, c.case_id, status="open")
     if note and note.strip():
-        store.add_note(conn, work_order_id, actor, note.strip())
+        order_store.add_note(conn, work_order_id, actor, note.strip())
     store.add_event(
-        conn, c["case_id"], actor, f"work order {action}", {"work_order_id": work_order_id, "note": note or None}
+        conn, c.case_id, actor, f"work order {action}", {"work_order_id": work_order_id, "note": note or None}
     )
-    return store.existing_work_order(conn, work_order_id)
+    return order_store.existing(conn, work_order_id)
 
 
 def assign(conn: psycopg.Connection, case_id: int, crew_id: str, actor: str, now: float) -> int:
     """An operator sends a case to a crew: the active work order moves to it, or a new one is made."""
     c = store.case(conn, case_id)
-    if c is None or c["status"] == "resolved":
+    if c is None or c.status == "resolved":
         raise WorkOrderError(f"case {case_id} does not exist or is resolved")
-    crew = store.crew(conn, c["tenant_id"], crew_id)
-    if crew is None or not crew["active"]:
+    crew = crew_store.crew(conn, c.tenant_id, crew_id)
+    if crew is None or not crew.active:
         raise WorkOrderError(f"crew {crew_id!r} does not exist or is inactive")
-    order = store.active_work_order(conn, case_id)
+    order = order_store.active(conn, case_id)
     if order is None:
-        lang = tenants.language(conn, c["tenant_id"])
-        work_order_id = store.insert_work_order(
+        lang = tenants.language(conn, c.tenant_id)
+        work_order_id = order_store.insert(
             conn,
-            {
-                "case_id": case_id,
-                "tenant_id": c["tenant_id"],
-                "crew_id": crew_id,
-                "skill": (crew["skills"] or ["lighting"])[0],
-                "status": "assigned",
-                "title": texts.work_order_title(c["fault"], c["asset_id"], None, lang),
-            },
+            NewWorkOrder(
+                case_id=case_id,
+                tenant_id=c.tenant_id,
+                crew_id=crew_id,
+                skill=(crew.skills or ["lighting"])[0],
+                status="assigned",
+                title=texts.work_order_title(c.fault, c.asset_id, None, lang),
+            ),
         )
     else:
-        work_order_id = order["work_order_id"]
-        store.set_work_order(conn, work_order_id, "assigned", crew_id=crew_id)
+        work_order_id = order.work_order_id
+        order_store.set_status(conn, work_order_id, "assigned", crew_id=crew_id)
     announce(conn, work_order_id, f"assigned-{crew_id}", now)
     store.add_event(conn, case_id, actor, "assigned", {"work_order_id": work_order_id, "crew_id": crew_id})
     return work_order_id

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +18,8 @@ import psycopg
 
 from cases import lifecycle, outbox
 from cases.policy import Policies
-from lykta.config import Settings
+from floor.config import Settings
+from floor.service import run_cycles, sleep_unless
 
 log = logging.getLogger("lykta.cases")
 
@@ -65,27 +65,22 @@ def run_once(url: str, policies: Policies, settings: Settings, now: float) -> Cy
 async def run_every(
     url: str, policies: Policies, settings: Settings, every_s: float, clock: Callable[[], float] = time.time
 ) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    """A cycle every ``every_s`` seconds, and at once when the rules store findings, until SIGTERM."""
+
+    def report(cycle: Cycle, _seconds: float) -> None:
+        if cycle.findings or cycle.sent or cycle.escalated or cycle.resolved:
+            log.info("cases: %s", cycle)
+
     wake = asyncio.Event()
-    listener = asyncio.create_task(_listen(url, wake, stop))
-    try:
-        while not stop.is_set():
-            wake.clear()
-            try:
-                cycle = await asyncio.to_thread(run_once, url, policies, settings, clock())
-                if cycle.findings or cycle.sent or cycle.escalated or cycle.resolved:
-                    log.info("cases: %s", cycle)
-            except psycopg.OperationalError as exc:
-                log.warning("cases cycle skipped, database unavailable: %s", str(exc).strip().splitlines()[0])
-            waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(wake.wait())]
-            await asyncio.wait(waiters, timeout=every_s, return_when=asyncio.FIRST_COMPLETED)
-            for w in waiters:
-                w.cancel()
-    finally:
-        listener.cancel()
+    await run_cycles(
+        "cases",
+        lambda: run_once(url, policies, settings, clock()),
+        report,
+        every_s,
+        skip_on=(psycopg.OperationalError,),
+        wake=wake,
+        helpers=[lambda stop: _listen(url, wake, stop)],
+    )
 
 
 async def _listen(url: str, wake: asyncio.Event, stop: asyncio.Event) -> None:
@@ -97,4 +92,4 @@ async def _listen(url: str, wake: asyncio.Event, stop: asyncio.Event) -> None:
                 async for _ in conn.notifies():
                     wake.set()
         except psycopg.OperationalError:
-            await asyncio.sleep(5)
+            await sleep_unless(stop, 5)

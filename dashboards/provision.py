@@ -22,7 +22,7 @@ from grafana_client.api import GrafanaApi
 from grafana_client.client import GrafanaClientError
 
 from dashboards.build import DATASOURCE_TYPE, DATASOURCE_UID, build_all
-from lykta.errors import LyktaError
+from floor.errors import LyktaError
 
 FOLDER_UID = "lykta"
 FOLDER_TITLE = "lykta"

@@ -19,10 +19,10 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import struct
 import time
 from collections.abc import Callable
 
+from floor import mqtt_wire as wire
 from ingest.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
@@ -32,82 +32,9 @@ OnMessage = Callable[[int, int, str, bytes], None]
 
 _READ_CHUNK = 256 * 1024
 
-CONNACK_REASONS = {
-    0x80: "unspecified error",
-    0x81: "malformed packet",
-    0x82: "protocol error",
-    0x84: "unsupported protocol version",
-    0x85: "client identifier not valid",
-    0x86: "bad user name or password",
-    0x87: "not authorized",
-    0x88: "server unavailable",
-    0x89: "server busy",
-    0x8A: "banned",
-    0x95: "packet too large",
-    0x97: "quota exceeded",
-    0x9F: "connection rate exceeded",
-}
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | 0x80 if n else byte)
-        if not n:
-            return bytes(out)
-
-
-def _string(value: str) -> bytes:
-    raw = value.encode()
-    return struct.pack("!H", len(raw)) + raw
-
-
-def _packet(first: int, body: bytes) -> bytes:
-    return bytes([first]) + varint(len(body)) + body
-
-
-def connect_packet(
-    client_id: str,
-    *,
-    keepalive: int,
-    session_expiry_s: int,
-    receive_maximum: int,
-    username: str | None = None,
-    password: str | None = None,
-) -> bytes:
-    flags = 0  # clean start off: resume the session
-    payload = _string(client_id)
-    if username is not None:
-        flags |= 0x80
-        payload += _string(username)
-    if password is not None:
-        flags |= 0x40
-        payload += _string(password)
-    props = b"\x11" + struct.pack("!I", session_expiry_s) + b"\x21" + struct.pack("!H", receive_maximum)
-    body = _string("MQTT") + bytes([5, flags]) + struct.pack("!H", keepalive) + varint(len(props)) + props + payload
-    return _packet(0x10, body)
-
-
-def subscribe_packet(packet_id: int, filters: list[str], qos: int = 1) -> bytes:
-    body = struct.pack("!H", packet_id) + b"\x00" + b"".join(_string(f) + bytes([qos]) for f in filters)
-    return _packet(0x82, body)
-
-
-def _read_varint(buf: bytes | bytearray, pos: int) -> tuple[int, int] | None:
-    """(value, position after it), or None when the buffer ends first."""
-    value, shift = 0, 0
-    while True:
-        if pos >= len(buf):
-            return None
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 21:
-            raise BrokerUnavailable("the broker sent a malformed packet length")
+MAX_PACKET_SIZE = 16 * 1024 * 1024
+"""The Maximum Packet Size ingest announces: above every broker limit lykta configures (4 MiB), so that a payload
+over the telemetry contract's limit still arrives and becomes a dead letter instead of being dropped by the broker."""
 
 
 class MqttLink:
@@ -147,6 +74,7 @@ class MqttLink:
         self._last_heard = 0.0
         self._last_ping = 0.0
         self._subscribed: asyncio.Future[None] | None = None
+        self.connack: wire.Connack | None = None
 
     # -- connection ---------------------------------------------------------------------------------
 
@@ -155,60 +83,62 @@ class MqttLink:
         await self._close()
         self.lost.clear()
         self._acks.clear()
+        where = f"{self.host}:{self.port}"
         try:
             async with asyncio.timeout(answer_within):
                 reader, writer = await asyncio.open_connection(
                     self.host, self.port, ssl=self.tls, limit=_READ_CHUNK * 4
                 )
                 writer.write(
-                    connect_packet(
+                    wire.connect_packet(
                         self.client_id,
                         keepalive=self.keepalive,
+                        clean_start=False,  # resume the session
                         session_expiry_s=self.session_expiry_s,
                         receive_maximum=self.receive_maximum,
+                        maximum_packet_size=MAX_PACKET_SIZE,
                         username=self.username,
                         password=self.password,
                     )
                 )
                 await writer.drain()
-                first = await reader.readexactly(2)
-                length = first[1]
-                if first[0] != 0x20 or length < 2 or length > 127:
-                    writer.close()
-                    raise BrokerUnavailable(
-                        f"the broker at {self.host}:{self.port} did not answer CONNECT with an MQTT v5 CONNACK"
-                    )
-                body = await reader.readexactly(length)
+                connack = await wire.read_connack(reader)
         except TimeoutError:
-            raise BrokerUnavailable(
-                f"the MQTT broker at {self.host}:{self.port} did not answer in {answer_within} s"
-            ) from None
+            raise BrokerUnavailable(f"the MQTT broker at {where} did not answer in {answer_within} s") from None
         except (OSError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
-            raise BrokerUnavailable(f"cannot reach the MQTT broker at {self.host}:{self.port}: {exc}") from exc
-        session_present, reason = bool(body[0] & 1), body[1]
-        if reason >= 0x80:
+            raise BrokerUnavailable(f"cannot reach the MQTT broker at {where}: {exc}") from exc
+        except wire.MalformedPacket as exc:
+            writer.close()
+            raise BrokerUnavailable(
+                f"the broker at {where} did not answer CONNECT with an MQTT v5 CONNACK: {exc}"
+            ) from None
+        if connack.reason >= 0x80:
             writer.close()
             account = f"account {self.username!r}" if self.username else "no account (anonymous)"
             hint = ""
-            if reason in (0x86, 0x87):
+            if connack.reason in (0x86, 0x87):
                 hint = "; check the broker account (lykta devices provision, docs/security.md)"
             raise BrokerUnavailable(
-                f"the MQTT broker refused the connection with {account}: "
-                f"{CONNACK_REASONS.get(reason, hex(reason))}{hint}"
+                f"the MQTT broker refused the connection with {account}: {wire.reason_text(connack.reason)}{hint}"
             )
+        self.connack = connack
+        if connack.server_keep_alive is not None:  # the broker's value wins [3.2.2.3.14]
+            self.keepalive = connack.server_keep_alive
+        if connack.assigned_client_id:
+            self.client_id = connack.assigned_client_id
         self._reader, self._writer = reader, writer
         self.generation += 1
         self._last_heard = self._last_ping = time.monotonic()
         self._subscribed = asyncio.get_running_loop().create_future()
         self._tasks = [asyncio.create_task(self._read_loop(self.generation), name="mqtt-read")]
-        writer.write(subscribe_packet(1, self.subscriptions))
+        writer.write(wire.subscribe_packet(1, self.subscriptions))
         try:
             async with asyncio.timeout(answer_within):
                 await self._subscribed
         except TimeoutError:
             await self._close()
             raise BrokerUnavailable("the MQTT broker did not acknowledge the subscription") from None
-        return session_present
+        return connack.session_present
 
     async def _close(self) -> None:
         for task in self._tasks:
@@ -238,7 +168,7 @@ class MqttLink:
         if self._writer is not None and not self.lost.is_set():
             self.flush_acks()
             with contextlib.suppress(OSError):
-                self._writer.write(b"\xe0\x00")
+                self._writer.write(wire.DISCONNECT_PACKET)
                 await self._writer.drain()
         await self._close()
 
@@ -261,66 +191,50 @@ class MqttLink:
                 used = self._parse(buf, generation)
                 if used:
                     del buf[:used]
+        except wire.MalformedPacket as exc:
+            log.error("the MQTT broker sent a malformed packet (%s); closing the connection to reconnect", exc)  # noqa: TRY400
+            self._lose(f"malformed packet: {exc}")
         except (OSError, BrokerUnavailable) as exc:
             self._lose(str(exc) or type(exc).__name__)
+        except Exception as exc:  # the read task must never die silently: end the connection, reconnect
+            log.exception("the MQTT read task failed; closing the connection to reconnect")
+            self._lose(f"{type(exc).__name__}: {exc}")
 
     def _parse(self, buf: bytearray, generation: int) -> int:
         """Handle every complete packet in ``buf``; returns the bytes consumed."""
         pos, end = 0, len(buf)
         on_message = self._on_message
-        while pos + 2 <= end:
+        frame, parse_publish = wire.frame, wire.parse_publish
+        while True:
+            framed = frame(buf, pos, end, MAX_PACKET_SIZE)
+            if framed is None:
+                return pos
+            start, stop = framed
             header = buf[pos]
-            if buf[pos + 1] < 0x80:
-                length, start = buf[pos + 1], pos + 2
-            else:
-                parsed = _read_varint(buf, pos + 1)
-                if parsed is None:
-                    break
-                length, start = parsed
-            stop = start + length
-            if stop > end:
-                break
             kind = header >> 4
-            if kind == 3:  # PUBLISH
-                qos = (header >> 1) & 3
-                topic_len = (buf[start] << 8) | buf[start + 1]
-                p = start + 2 + topic_len
-                try:
-                    topic = buf[start + 2 : p].decode()
-                except UnicodeDecodeError:
-                    topic = buf[start + 2 : p].decode(errors="replace")
-                mid = 0
-                if qos:
-                    mid = (buf[p] << 8) | buf[p + 1]
-                    p += 2
-                if buf[p] < 0x80:
-                    p += 1 + buf[p]
-                else:
-                    props = _read_varint(buf, p)
-                    if props is None:
-                        raise BrokerUnavailable("the broker sent a malformed PUBLISH")
-                    p = props[1] + props[0]
+            if kind == wire.PUBLISH:
+                topic, mid, p = parse_publish(buf, header, start, stop)
                 self.received += 1
                 on_message(generation, mid, topic, bytes(buf[p:stop]))
-            elif kind == 9:  # SUBACK
-                codes = bytes(buf[start + 2 : stop])
-                props_len = codes[0] if codes else 0
-                granted = codes[1 + props_len :]
+            elif kind == wire.SUBACK:
+                _, granted = wire.parse_suback(buf[start:stop])
                 future = self._subscribed
                 if future is not None and not future.done():
                     bad = [c for c in granted if c >= 0x80]
                     if bad:
                         future.set_exception(
-                            BrokerUnavailable(f"the MQTT broker refused the subscription (reason 0x{bad[0]:02x})")
+                            BrokerUnavailable(f"the MQTT broker refused the subscription: {wire.reason_text(bad[0])}")
                         )
                     else:
                         future.set_result(None)
-            elif kind == 14:  # DISCONNECT from the broker
-                reason = buf[start] if length else 0
-                raise BrokerUnavailable(f"the broker disconnected us (reason 0x{reason:02x})")
-            # PINGRESP (13) and anything else: nothing to do
+            elif kind == wire.DISCONNECT:
+                reason, why = wire.parse_disconnect(buf[start:stop])
+                raise BrokerUnavailable(
+                    f"the broker disconnected us: {wire.reason_text(reason)}" + (f" ({why})" if why else "")
+                )
+            elif kind not in (wire.PINGRESP, wire.PUBACK):
+                raise wire.MalformedPacket(f"packet type {kind} is not one a broker sends to a subscriber")
             pos = stop
-        return pos
 
     # -- acknowledgements and flow control ----------------------------------------------------------
 
@@ -328,7 +242,7 @@ class MqttLink:
         """Queue a PUBACK; False (not sent) when the message came on an earlier connection."""
         if mid == 0 or generation != self.generation or self._writer is None or self.lost.is_set():
             return False
-        self._acks += b"\x40\x02" + mid.to_bytes(2, "big")
+        self._acks += wire.puback_packet(mid)
         return True
 
     def flush_acks(self) -> None:
@@ -354,4 +268,4 @@ class MqttLink:
         if now - self._last_ping >= self.keepalive / 2:
             self._last_ping = now
             with contextlib.suppress(OSError):
-                self._writer.write(b"\xc0\x00")  # PINGREQ
+                self._writer.write(wire.PINGREQ_PACKET)

@@ -16,8 +16,8 @@ import sys
 import time
 from types import FrameType
 
+from floor.config import Settings
 from ingest.service import client_id_for
-from lykta.config import Settings
 
 
 def supervise(settings: Settings, workers: int, argv: list[str]) -> int:

@@ -6,10 +6,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from floor import inventory, sun
+from floor.config import Settings
 from lykta import services
-from lykta.config import Settings
-from simulators import sun
-from storage import assets, grafana, inventory, maintenance, migrations, reports, tenants
+from storage import assets, grafana, maintenance, migrations, reports, tenants
 from storage.connection import connect
 from storage.editions import Edition, detect
 from storage.errors import TimescaleMissing

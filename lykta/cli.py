@@ -7,8 +7,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lykta import cli_dashboards, cli_maintenance, config, logs
-from lykta.errors import LyktaError
+from floor import config, logs
+from floor.errors import LyktaError
+from lykta import cli_dashboards, cli_maintenance
 
 Command = Callable[[config.Settings, argparse.Namespace], int]
 
@@ -112,8 +113,8 @@ def _simulate(settings: config.Settings, args: argparse.Namespace) -> int:
     import time
     from datetime import datetime
 
+    from floor.mqtt_login import client_login
     from lykta import services
-    from lykta.broker_auth import client_login
     from simulators import run
     from simulators.scenario import ScenarioError, parse_span
 

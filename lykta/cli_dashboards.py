@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lykta import config
-from lykta.errors import LyktaError
+from floor import config
+from floor.errors import LyktaError
 
 
 def _dashboards(settings: config.Settings, args: argparse.Namespace) -> int:

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lykta import config
-from lykta.errors import LyktaError
+from floor import config
+from floor.errors import LyktaError
 
 if TYPE_CHECKING:
     from cases.policy import Policies

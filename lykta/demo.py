@@ -23,9 +23,9 @@ import psycopg
 from dashboards import grafana_sql, provision
 from dashboards.build import build_all
 from dashboards.grafana_sql import expand
+from floor.config import Settings
+from floor.errors import LyktaError
 from lykta import admin, demo_cases, services
-from lykta.config import Settings
-from lykta.errors import LyktaError
 from rules import definitions
 from rules.replay import TimeMap, backfill, persist
 from simulators.run import SimulationRequest, run_simulation

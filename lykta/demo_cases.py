@@ -27,7 +27,7 @@ from aiosmtpd.controller import Controller
 from cases import admin as cases_admin
 from cases import service as cases_service
 from cases.policy import Policies
-from lykta.config import Settings
+from floor.config import Settings
 from lykta.process import free_port
 from storage import cases as store
 from storage import reports
@@ -183,7 +183,7 @@ def _api_walkthrough(settings: Settings, url: str, tenant_id: str, local: Settin
             )
         with psycopg.connect(url) as conn:
             events = store.events(conn, int(orders[0]["case_id"])) if orders else []
-        lines += [f"  event {e['action']:<18} by {e['actor']}" for e in events]
+        lines += [f"  event {e.action:<18} by {e.actor}" for e in events]
         operator = cases_admin.create_token(url, tenant_id, "operator", None, "demo")
         lines.append(f"crew page: {base}/crew (sign in with a crew token: lykta tokens create --role crew ...)")
         lines.append(f"operator token for this demo: {operator[:8]}... (OpenAPI at {base}/docs)")

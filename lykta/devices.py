@@ -7,8 +7,9 @@ from pathlib import Path
 
 import psycopg
 
-from lykta import broker_auth
-from lykta.broker_auth import Issued, ProvisionError
+from floor.mqtt_login import INGEST_USERNAME, local_login
+from lykta import broker_accounts
+from lykta.broker_accounts import Issued, ProvisionError
 from lykta.services import ServiceState
 from storage import accounts
 
@@ -45,31 +46,29 @@ def provision(database_url: str, state_dir: Path, req: ProvisionRequest) -> list
     issued: list[Issued] = []
     with psycopg.connect(database_url, autocommit=True) as conn:
         if wants_devices:
-            made, kept = broker_auth.provision_devices(conn, tenant, req.devices or None, rotate=req.rotate)
+            made, kept = broker_accounts.provision_devices(conn, tenant, req.devices or None, rotate=req.rotate)
             issued += made
             verb = "renewed" if req.rotate else "created"
             lines.append(f"devices: {len(made)} account(s) {verb}, {kept} already had one (use --rotate to renew)")
         if req.gateway:
-            issued.append(broker_auth.provision_gateway(conn, tenant))
+            issued.append(broker_accounts.provision_gateway(conn, tenant))
             lines.append(f"gateway: account {issued[-1].username} may publish for every device of {tenant}")
         local_ingest = req.broker_dir is None and (
-            req.ingest
-            or not broker_auth.local_login(state_dir)
-            or not accounts.exists(conn, broker_auth.INGEST_USERNAME)
+            req.ingest or not local_login(state_dir) or not accounts.exists(conn, INGEST_USERNAME)
         )
         if local_ingest:
-            path = broker_auth.store_ingest_secret(state_dir, broker_auth.provision_ingest(conn))
-            lines.append(f"ingest: account {broker_auth.INGEST_USERNAME}, password in {path} (mode 0600)")
+            path = broker_accounts.store_ingest_secret(state_dir, broker_accounts.provision_ingest(conn))
+            lines.append(f"ingest: account {INGEST_USERNAME}, password in {path} (mode 0600)")
         elif req.ingest:
-            issued.append(broker_auth.provision_ingest(conn))
-            lines.append(f"ingest: account {broker_auth.INGEST_USERNAME} (set mqtt_username and mqtt_password)")
+            issued.append(broker_accounts.provision_ingest(conn))
+            lines.append(f"ingest: account {INGEST_USERNAME} (set mqtt_username and mqtt_password)")
         if issued and req.secrets is not None:  # checked above: there is a file whenever secrets are issued
-            broker_auth.write_secrets(req.secrets, issued)
+            broker_accounts.write_secrets(req.secrets, issued)
             lines.append(f"secrets: {len(issued)} password(s) in {req.secrets} (mode 0600), shown nowhere else")
-        count = broker_auth.write_broker_files(conn, broker_dir)
-    files = f"{broker_dir / broker_auth.PASSWORD_FILE} and {broker_dir / broker_auth.ACL_FILE}"
+        count = broker_accounts.write_broker_files(conn, broker_dir)
+    files = f"{broker_dir / broker_accounts.PASSWORD_FILE} and {broker_dir / broker_accounts.ACL_FILE}"
     lines.append(f"broker: {count} account(s) in {files}")
     if req.broker_dir is None and local is not None:
-        reloaded = broker_auth.reload_broker(local.pid)
+        reloaded = broker_accounts.reload_broker(local.pid)
         lines.append("broker: told to reload them" if reloaded else "broker: not running; it reads them at start")
     return lines

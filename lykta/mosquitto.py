@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lykta.broker_auth import write_empty_broker_files
-from lykta.errors import NotInstalledError, ServiceError
+from floor.errors import NotInstalledError, ServiceError
+from lykta.broker_accounts import write_empty_broker_files
 from lykta.process import Account, accepts_connections, cmdline, free_port, is_alive, stop_pid
 
 # Messages queued per client session while it is offline or slow (QoS 1 and 2).

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import psycopg
 
-from lykta.errors import NotInstalledError, ServiceError
+from floor.errors import NotInstalledError, ServiceError
 from lykta.process import Account, cmdline, free_port, is_alive, stop_pid
 
 SUPERUSER = "lykta"

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lykta.errors import ServiceError
+from floor.errors import ServiceError
 
 
 def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:

@@ -12,9 +12,9 @@ from typing import Any
 
 import psycopg
 
+from floor.errors import ServiceError
 from lykta import mosquitto, postgres
-from lykta.broker_auth import write_broker_files
-from lykta.errors import ServiceError
+from lykta.broker_accounts import write_broker_files
 from lykta.mosquitto import BrokerSecurity, MqttInfo
 from lykta.postgres import PostgresInfo
 from lykta.process import Account, accepts_connections

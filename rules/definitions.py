@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from lykta.durations import parse_duration
+from floor.durations import parse_duration
 from rules.detectors import DETECTORS
 from rules.errors import RuleFileError
 

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lykta.durations import parse_duration
+from floor.durations import parse_duration
+from floor.sun import dark_mask
 from rules.errors import RuleFileError
-from simulators.sun import dark_mask
 
 Frame = pd.DataFrame
 Conditions = pd.DataFrame  # columns: asset_id, t, bad (float: 1.0, 0.0 or NaN)

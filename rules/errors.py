@@ -1,6 +1,6 @@
 """Errors of the rules engine. Each docstring is the default message."""
 
-from lykta.errors import LyktaError
+from floor.errors import LyktaError
 
 
 class RulesError(LyktaError):

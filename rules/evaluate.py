@@ -14,13 +14,13 @@ import itertools
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 import psycopg
 
+from floor.timefmt import iso
 from rules.definitions import Rule
 from rules.detectors import DETECTORS
 from storage import rules as store
@@ -58,10 +58,6 @@ class Shard:
         return f"{self.index}/{self.count}"
 
 
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def runs(conditions: pd.DataFrame) -> pd.DataFrame:
     """The current run of each asset: its last known condition (``bad``) and since when it has held.
 
@@ -90,9 +86,9 @@ def verdicts(conditions: pd.DataFrame, as_of: float, hold_s: float, clear_s: flo
     out: list[Verdict] = []
     for asset_id, bad, since in zip(current["asset_id"], current["bad"], current["since"], strict=True):
         if bad == 1.0 and as_of - since >= hold_s:
-            out.append(Verdict(asset_id, True, float(since), {"since": _iso(float(since))}))
+            out.append(Verdict(asset_id, True, float(since), {"since": iso(float(since))}))
         elif bad == 0.0 and as_of - since >= clear_s:
-            out.append(Verdict(asset_id, False, float(since), {"since": _iso(float(since))}))
+            out.append(Verdict(asset_id, False, float(since), {"since": iso(float(since))}))
     return out
 
 
@@ -115,11 +111,11 @@ def silence(  # noqa: PLR0917 - the window and the devices of one rule
             out.append(Verdict(asset_id, True, window_start, {"last_reading": None, "limit_s": limit}))
             continue
         if as_of - seen[-1] > limit:
-            out.append(Verdict(asset_id, True, seen[-1], {"last_reading": _iso(seen[-1]), "limit_s": limit}))
+            out.append(Verdict(asset_id, True, seen[-1], {"last_reading": iso(seen[-1]), "limit_s": limit}))
             continue
         gaps = [b for a, b in itertools.pairwise(seen) if b - a > limit]
         since = gaps[-1] if gaps else seen[0]
-        out.append(Verdict(asset_id, False, since, {"last_reading": _iso(seen[-1])}))
+        out.append(Verdict(asset_id, False, since, {"last_reading": iso(seen[-1])}))
     return out
 
 
@@ -380,7 +376,7 @@ def _reconcile(  # noqa: PLR0917 - one call site, all of it the state of one rul
         asset = assets.rows[v.asset_id]
         key = (asset["tenant_id"], asset["asset_id"], rule.id)
         current = open_now.get(key)
-        evidence = {**v.evidence, "rule": rule.id, "detector": rule.detector, "as_of": _iso(as_of)}
+        evidence = {**v.evidence, "rule": rule.id, "detector": rule.detector, "as_of": iso(as_of)}
         if v.fault:
             if current is None:
                 open_finding(rule, asset, v.since, as_of, evidence, open_now, findings)

@@ -25,13 +25,13 @@ import numpy as np
 import pandas as pd
 import psycopg
 
+from floor.timefmt import iso
 from rules.definitions import Rule
 from rules.detectors import DETECTORS
 from rules.evaluate import (
     AssetTable,
     FindingStore,
     Outcome,
-    _iso,
     cabinet_of,
     open_finding,
     ref,
@@ -213,19 +213,19 @@ class Step:
             if current is None:
                 if cabinet_of(self.assets.refs[r], self.assets.parents) in lost:
                     continue  # silent because its cabinet has no supply: not a finding of its own
-                evidence = {"last_reading": _iso(seen), "limit_s": limit, **self._evidence(rule, None, t1)}
+                evidence = {"last_reading": iso(seen), "limit_s": limit, **self._evidence(rule, None, t1)}
                 open_finding(rule, asset, seen, t1, evidence, open_now, self.findings)
                 outcome.opened += 1
             else:
-                evidence = {"last_reading": _iso(seen), "limit_s": limit, **self._evidence(rule, None, t1)}
+                evidence = {"last_reading": iso(seen), "limit_s": limit, **self._evidence(rule, None, t1)}
                 self.findings.kept(current, t1, evidence)
                 outcome.kept += 1
 
     @staticmethod
     def _evidence(rule: Rule, since: float | None, as_of: float) -> dict[str, Any]:
-        out: dict[str, Any] = {"rule": rule.id, "detector": rule.detector, "as_of": _iso(as_of)}
+        out: dict[str, Any] = {"rule": rule.id, "detector": rule.detector, "as_of": iso(as_of)}
         if since is not None:
-            out["since"] = _iso(since)
+            out["since"] = iso(since)
         return out
 
 

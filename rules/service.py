@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 
+from floor.service import run_cycles
 from rules import definitions
 from rules.evaluate import AssetTable, DatabaseStore, MemoryStore, Outcome, Shard, evaluate, evaluate_with_runs
 from rules.incremental import Step, states_from_runs
@@ -115,30 +114,25 @@ async def run_every(
     url: str, rule_files: list[Path], every_s: float, shard: Shard, clock: Callable[[], float] = time.time
 ) -> None:
     """Evaluate as of now every ``every_s`` seconds until SIGTERM; state is in the database."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     definitions.load(rule_files)  # fail at start on a bad rule file
-    while not stop.is_set():
-        began = time.monotonic()
-        try:
-            outcome = await asyncio.to_thread(run_cycle, url, rule_files, clock(), shard)
-            log.info(
-                "rules shard %s: %d opened, %d kept, %d cleared in %.1f s",
-                shard.label,
-                outcome.opened,
-                outcome.kept,
-                outcome.cleared,
-                time.monotonic() - began,
-            )
-        except psycopg.OperationalError as exc:
-            log.warning("rules evaluation skipped, database unavailable: %s", str(exc).strip().splitlines()[0])
-        try:
-            async with asyncio.timeout(max(0.0, every_s - (time.monotonic() - began))):
-                await stop.wait()
-        except TimeoutError:
-            pass
+
+    def report(outcome: Outcome, seconds: float) -> None:
+        log.info(
+            "rules shard %s: %d opened, %d kept, %d cleared in %.1f s",
+            shard.label,
+            outcome.opened,
+            outcome.kept,
+            outcome.cleared,
+            seconds,
+        )
+
+    await run_cycles(
+        "rules",
+        lambda: run_cycle(url, rule_files, clock(), shard),
+        report,
+        every_s,
+        skip_on=(psycopg.OperationalError,),
+    )
 
 
 def backtest(

@@ -11,12 +11,12 @@ import csv
 import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from floor.timefmt import iso
 from simulators.fleet import Fleet
 from simulators.models import ActiveFault, Device
 from simulators.scenario import ASSET_FAULTS, Scenario
@@ -50,10 +50,6 @@ class Truth:
     category: str
     start: float
     end: float
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def ground_truth(fleet: Fleet, scenario: Scenario) -> list[Truth]:
@@ -90,7 +86,7 @@ def write_ground_truth(path: Path, truth: list[Truth]) -> None:
         writer = csv.writer(fh)
         writer.writerow(["asset_id", "device_id", "fault", "category", "start", "end"])
         for t in truth:
-            writer.writerow([t.asset_id, t.device_id, t.fault, t.category, _iso(t.start), _iso(t.end)])
+            writer.writerow([t.asset_id, t.device_id, t.fault, t.category, iso(t.start), iso(t.end)])
 
 
 def _attach_faults(fleet: Fleet, scenario: Scenario) -> None:

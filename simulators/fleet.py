@@ -8,6 +8,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from floor.inventory import AssetRecord, parse_file
 from simulators.models import (
     BinFillSensor,
     CabinetMeter,
@@ -17,7 +18,6 @@ from simulators.models import (
     Streetlight,
     WellLevelSensor,
 )
-from storage.inventory import AssetRecord, parse_file
 
 MODELS: dict[str, type[Device]] = {
     "streetlight_controller": Streetlight,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from simulators.wire import connection
+from simulators.publisher import connection
 
 
 @dataclass(frozen=True)

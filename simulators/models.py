@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from simulators.sun import is_dark
+from floor.sun import is_dark
 
 OFF_STANDBY_W = 0.6  # a streetlight controller's own consumption with the lamp off
 EFFICIENCY = 0.92  # LED driver efficiency: drawn power = rated x dim / efficiency

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from simulators.clock import SimClock
 from simulators.engine import Publication
-from simulators.wire import Publisher, connect
+from simulators.publisher import Publisher, Will, connect
 
 Progress = Callable[[float, int], None]
 
@@ -77,7 +77,7 @@ async def publish(
                 if existing is not None:
                     link = existing
                 else:
-                    will = (pub.topic.rsplit("/", 1)[0] + "/status", b"offline", 1, True)
+                    will = Will(pub.topic.rsplit("/", 1)[0] + "/status", b"offline", 1, True)
                     link = links[pub.device_id] = await connect(
                         host, port, f"{client_id}-{pub.device_id}", window=1000, will=will, login=login, tls=tls
                     )

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from lykta.broker_auth import client_tls
+from floor.mqtt_login import client_tls
 from simulators import fleet as fleets
 from simulators import scenario as scenarios
 from simulators.clock import SimClock

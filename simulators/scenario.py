@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from lykta.durations import parse_duration
-from lykta.errors import LyktaError
+from floor.durations import parse_duration
+from floor.errors import LyktaError
 
 ASSET_FAULTS = {
     "lampFailure": "streetlight",

@@ -2,12 +2,57 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import class_row
 
-Row = dict[str, Any]
+from storage.cases import CASE_COLUMNS, Case
+
+
+@dataclass(frozen=True)
+class OrderView:
+    """A work order as crews and operators read it: with its case and its asset."""
+
+    work_order_id: int
+    case_id: int
+    tenant_id: str
+    crew_id: str | None
+    skill: str
+    status: str
+    title: str
+    reject_reason: str | None
+    created_at: datetime
+    assigned_at: datetime | None
+    accepted_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    asset_id: str
+    fault: str
+    priority: str
+    case_status: str
+    due_at: float
+    observed_at: float
+    lat: float | None
+    lon: float | None
+    asset_name: str | None
+    district: str | None
+
+
+@dataclass(frozen=True)
+class CaseReport:
+    """A citizen report attached to a case, without the reporter's e-mail address."""
+
+    request_id: int
+    service_code: str
+    description: str | None
+    lat: float | None
+    lon: float | None
+    address: str | None
+    requested_at: str
+
 
 _ORDER = """w.work_order_id, w.case_id, w.tenant_id, w.crew_id, w.skill, w.status, w.title, w.reject_reason,
     w.created_at, w.assigned_at, w.accepted_at, w.started_at, w.finished_at, w.updated_at,
@@ -43,9 +88,9 @@ def token(conn: psycopg.Connection, token_hash: str) -> tuple[str, str, str | No
     return None if row is None else (str(row[0]), str(row[1]), None if row[2] is None else str(row[2]))
 
 
-def work_orders(conn: psycopg.Connection, tenant_id: str, crew_id: str | None, status: str | None) -> list[Row]:
+def work_orders(conn: psycopg.Connection, tenant_id: str, crew_id: str | None, status: str | None) -> list[OrderView]:
     """A tenant's work orders (a crew's only, when given); ``status`` 'active': new, assigned or in progress."""
-    with conn.cursor(row_factory=dict_row) as cur:
+    with conn.cursor(row_factory=class_row(OrderView)) as cur:
         cur.execute(
             f"""SELECT {_ORDER} FROM work_orders w JOIN cases c USING (case_id)
                 JOIN assets a ON a.tenant_id = c.tenant_id AND a.asset_id = c.asset_id
@@ -58,8 +103,8 @@ def work_orders(conn: psycopg.Connection, tenant_id: str, crew_id: str | None, s
         return cur.fetchall()
 
 
-def work_order(conn: psycopg.Connection, tenant_id: str, work_order_id: int) -> Row | None:
-    with conn.cursor(row_factory=dict_row) as cur:
+def work_order(conn: psycopg.Connection, tenant_id: str, work_order_id: int) -> OrderView | None:
+    with conn.cursor(row_factory=class_row(OrderView)) as cur:
         cur.execute(
             f"""SELECT {_ORDER} FROM work_orders w JOIN cases c USING (case_id)
                 JOIN assets a ON a.tenant_id = c.tenant_id AND a.asset_id = c.asset_id
@@ -79,17 +124,10 @@ def cases(  # noqa: PLR0917 - the filters of the case list
     breached: bool | None,
     limit: int,
     offset: int,
-) -> list[Row]:
-    with conn.cursor(row_factory=dict_row) as cur:
+) -> list[Case]:
+    with conn.cursor(row_factory=class_row(Case)) as cur:
         cur.execute(
-            """SELECT c.case_id, c.tenant_id, c.asset_id, c.fault, c.status, c.priority, c.severity, c.source,
-                      extract(epoch FROM c.observed_at)::float8 AS observed_at,
-                      extract(epoch FROM c.opened_at)::float8 AS opened_at,
-                      extract(epoch FROM c.due_at)::float8 AS due_at,
-                      extract(epoch FROM c.breached_at)::float8 AS breached_at, c.escalation,
-                      extract(epoch FROM c.fault_cleared_at)::float8 AS fault_cleared_at,
-                      extract(epoch FROM c.repaired_at)::float8 AS repaired_at,
-                      extract(epoch FROM c.resolved_at)::float8 AS resolved_at, c.resolution
+            f"""SELECT {CASE_COLUMNS}
                FROM cases c
                WHERE c.tenant_id = %(t)s
                  AND (%(s)s::text IS NULL OR c.status = %(s)s OR (%(s)s = 'active' AND c.status <> 'resolved'))
@@ -112,9 +150,9 @@ def cases(  # noqa: PLR0917 - the filters of the case list
         return cur.fetchall()
 
 
-def reports_of_case(conn: psycopg.Connection, case_id: int) -> list[Row]:
+def reports_of_case(conn: psycopg.Connection, case_id: int) -> list[CaseReport]:
     """Citizen reports attached to a case (without the reporter's e-mail address)."""
-    with conn.cursor(row_factory=dict_row) as cur:
+    with conn.cursor(row_factory=class_row(CaseReport)) as cur:
         cur.execute(
             """SELECT request_id, service_code, description, lat, lon, address,
                       to_char(requested_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS requested_at

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.types.json import Jsonb
 
-from storage.errors import InventoryError
-from storage.inventory import AssetRecord
+from floor.errors import InventoryError
+from floor.inventory import AssetRecord
 from storage.tenants import get as get_tenant
 
 

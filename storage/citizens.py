@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import asdict, dataclass
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import class_row
 
-Row = dict[str, Any]
+from storage.errors import RowMissing
 
 _COLUMNS = """r.request_id, r.tenant_id, r.service_code, r.description, r.lat, r.lon, r.address, r.asset_id,
     r.case_id, extract(epoch FROM r.requested_at)::float8 AS requested_at, c.status AS case_status,
@@ -15,27 +15,63 @@ _COLUMNS = """r.request_id, r.tenant_id, r.service_code, r.description, r.lat, r
     extract(epoch FROM c.due_at)::float8 AS due_at"""
 
 
-def insert(conn: psycopg.Connection, r: Row) -> Row:
-    with conn.cursor(row_factory=dict_row) as cur:
+@dataclass(frozen=True)
+class NewReport:
+    """A citizen's report as it is stored (the e-mail address only for updates; never shown)."""
+
+    tenant_id: str
+    service_code: str
+    description: str | None
+    lat: float | None
+    lon: float | None
+    address: str | None
+    email: str | None
+    asset_id: str | None
+    case_id: int | None
+    at: float
+
+
+@dataclass(frozen=True)
+class ServiceRequest:
+    """A stored report with the state of its case (times in epoch seconds)."""
+
+    request_id: int
+    tenant_id: str
+    service_code: str
+    description: str | None
+    lat: float | None
+    lon: float | None
+    address: str | None
+    asset_id: str | None
+    case_id: int | None
+    requested_at: float
+    case_status: str | None
+    resolution: str | None
+    updated_at: float | None
+    due_at: float | None
+
+
+def insert(conn: psycopg.Connection, r: NewReport) -> ServiceRequest:
+    with conn.cursor() as cur:
         cur.execute(
             """INSERT INTO service_requests (tenant_id, service_code, description, lat, lon, address, email, asset_id,
                                              case_id, requested_at)
                VALUES (%(tenant_id)s, %(service_code)s, %(description)s, %(lat)s, %(lon)s, %(address)s, %(email)s,
                        %(asset_id)s, %(case_id)s, to_timestamp(%(at)s))
                RETURNING request_id""",
-            r,
+            asdict(r),
         )
         row = cur.fetchone()
     if row is None:
-        raise LookupError("INSERT ... RETURNING returned nothing")
-    found = get(conn, r["tenant_id"], int(row["request_id"]))
+        raise RowMissing("INSERT ... RETURNING returned nothing")
+    found = get(conn, r.tenant_id, int(row[0]))
     if found is None:
-        raise LookupError(f"service request {row['request_id']} vanished")
+        raise RowMissing(f"service request {row[0]} vanished")
     return found
 
 
-def get(conn: psycopg.Connection, tenant_id: str, request_id: int) -> Row | None:
-    with conn.cursor(row_factory=dict_row) as cur:
+def get(conn: psycopg.Connection, tenant_id: str, request_id: int) -> ServiceRequest | None:
+    with conn.cursor(row_factory=class_row(ServiceRequest)) as cur:
         cur.execute(
             f"""SELECT {_COLUMNS} FROM service_requests r LEFT JOIN cases c USING (case_id)
                 WHERE r.tenant_id = %s AND r.request_id = %s""",
@@ -53,8 +89,8 @@ def search(  # noqa: PLR0917 - the filters of GeoReport v2 GET requests
     end: float | None,
     status: str | None,
     limit: int,
-) -> list[Row]:
-    with conn.cursor(row_factory=dict_row) as cur:
+) -> list[ServiceRequest]:
+    with conn.cursor(row_factory=class_row(ServiceRequest)) as cur:
         cur.execute(
             f"""SELECT {_COLUMNS} FROM service_requests r LEFT JOIN cases c USING (case_id)
                 WHERE r.tenant_id = %(t)s

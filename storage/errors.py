@@ -1,6 +1,6 @@
 """Errors of the storage layer. Each docstring is the default message."""
 
-from lykta.errors import LyktaError
+from floor.errors import LyktaError
 
 
 class StorageError(LyktaError):
@@ -23,16 +23,9 @@ class SchemaTooNew(MigrationError):
     """The database schema is newer than this version of lykta; upgrade lykta before running it."""
 
 
-class InventoryError(StorageError):
-    """The asset inventory is invalid; nothing was imported."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        shown = "\n".join(f"  {p}" for p in problems[:200])
-        more = f"\n  ... and {len(problems) - 200} more" if len(problems) > 200 else ""
-        super().__init__(f"{source}: {len(problems)} problem(s), nothing imported:\n{shown}{more}")
-
-
 class UnknownTenant(StorageError):
     """No such tenant."""
+
+
+class RowMissing(StorageError):
+    """A row that must exist (it was just written or linked) is not there."""

@@ -191,7 +191,8 @@ def broker() -> Iterator[str]:
 @pytest.fixture
 def town_url(db_url: str) -> str:
     """A migrated database with the tenant solvik and the sample inventory imported."""
-    from storage import assets, inventory, tenants
+    from floor import inventory
+    from storage import assets, tenants
 
     with psycopg.connect(db_url, autocommit=True) as conn:
         tenants.upsert(conn, "solvik", "Solvik kommun", "sv", "Europe/Stockholm")
@@ -212,7 +213,7 @@ class Api:
         self.clock = clock
 
     def token(self, tenant_id: str, role: str, crew_id: str | None = None) -> str:
-        from cases.api import hash_token, new_token
+        from cases.api_auth import hash_token, new_token
         from storage import api as api_store
 
         token = new_token()

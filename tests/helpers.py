@@ -15,8 +15,8 @@ import orjson
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from floor.config import Settings
 from ingest.service import Ingest
-from lykta.config import Settings
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 STREETLIGHT = "lykta/solvik/streetlight_controller/{}/telemetry"

@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from storage import assets, inventory, tenants
+from floor import inventory
+from storage import assets, tenants
 from tests.conftest import Api
 from tests.test_cases import add_crews, finding, sync
 from tests.test_rules import NIGHT

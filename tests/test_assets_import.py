@@ -7,9 +7,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from floor import inventory
+from floor.errors import InventoryError
 from lykta import admin
-from storage import assets, inventory, tenants
-from storage.errors import InventoryError, UnknownTenant
+from storage import assets, tenants
+from storage.errors import UnknownTenant
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -13,7 +13,10 @@ import pytest
 from cases import lifecycle, routing
 from cases.policy import Facts, Policies, PolicyError
 from storage import cases as store
+from storage import crews as crew_store
 from storage import rules as rule_store
+from storage import work_orders as order_store
+from storage.crews import Crew
 from storage.rules import Finding
 from tests.test_rules import NIGHT, store_readings
 
@@ -28,16 +31,19 @@ def add_crews(url: str) -> None:
             {"crew_id": "ljus", "name": "Ljusservice", "areas": [], "skills": ["lighting"]},
             {"crew_id": "el", "name": "Elteknik", "areas": [], "skills": ["electrical"]},
         ]:
-            store.upsert_crew(
+            crew_store.upsert(
                 conn,
-                {
-                    "tenant_id": "solvik",
-                    "email": f"{crew['crew_id']}@crews.example",
-                    "webhook_url": f"http://127.0.0.1:9/{crew['crew_id']}",
-                    "webhook_secret": "s3cret",
-                    "active": True,
-                    **crew,
-                },
+                Crew(
+                    tenant_id="solvik",
+                    crew_id=str(crew["crew_id"]),
+                    name=str(crew["name"]),
+                    email=f"{crew['crew_id']}@crews.example",
+                    webhook_url=f"http://127.0.0.1:9/{crew['crew_id']}",
+                    webhook_secret="s3cret",
+                    areas=list(crew["areas"]),
+                    skills=list(crew["skills"]),
+                    active=True,
+                ),
             )
 
 
@@ -112,7 +118,7 @@ def test_a_lamp_failure_opens_one_case_with_a_routed_work_order(city: str) -> No
         assert row is not None
         due = row[0]
         assert due.weekday() == 0 and due > datetime.fromtimestamp(NOW, UTC)  # the next round: a Monday
-        assert [e["action"] for e in store.events(conn, c["case_id"])] == ["opened", "work order", "finding"]
+        assert [e.action for e in store.events(conn, c["case_id"])] == ["opened", "work order", "finding"]
         assert conn.execute("SELECT count(*) FROM finding_queue").fetchone() == (0,)
     # the finding clears before anyone repaired it: the case resolves and the crew's order is cancelled
     clear(city, fid, NOW + 600)
@@ -161,15 +167,15 @@ def test_crew_work_is_verified_by_the_next_night_and_a_returning_fault_reopens(c
     sync(city, NOW)
     [c] = cases(city)
     with psycopg.connect(city) as conn, conn.transaction():
-        order = store.active_work_order(conn, c["case_id"])
+        order = order_store.active(conn, c["case_id"])
         assert order is not None
-        routing.act(conn, order["work_order_id"], "accept", "crew:ljus-norr", None, NOW + 60)
+        routing.act(conn, order.work_order_id, "accept", "crew:ljus-norr", None, NOW + 60)
         with pytest.raises(routing.WorkOrderError, match="cannot accept"):
-            routing.act(conn, order["work_order_id"], "accept", "crew:ljus-norr", None, NOW + 60)
+            routing.act(conn, order.work_order_id, "accept", "crew:ljus-norr", None, NOW + 60)
     assert cases(city)[0]["status"] == "in_repair"
     with psycopg.connect(city) as conn, conn.transaction():
-        routing.act(conn, order["work_order_id"], "done", "crew:ljus-norr", "new driver fitted", NOW + 3600)
-        assert [n["note"] for n in store.notes(conn, order["work_order_id"])] == ["new driver fitted"]
+        routing.act(conn, order.work_order_id, "done", "crew:ljus-norr", "new driver fitted", NOW + 3600)
+        assert [n.note for n in order_store.notes(conn, order.work_order_id)] == ["new driver fitted"]
     clear(city, fid, NOW + 3600)
     sync(city, NOW + 3700)
     assert cases(city)[0]["status"] == "verifying"  # no night reading after the repair yet
@@ -183,9 +189,9 @@ def test_crew_work_is_verified_by_the_next_night_and_a_returning_fault_reopens(c
     sync(city, NOW)
     case2 = cases(city)[-1]
     with psycopg.connect(city) as conn, conn.transaction():
-        order2 = store.active_work_order(conn, case2["case_id"])
+        order2 = order_store.active(conn, case2["case_id"])
         assert order2 is not None
-        routing.act(conn, order2["work_order_id"], "done", "crew:ljus-norr", None, NOW + 600)
+        routing.act(conn, order2.work_order_id, "done", "crew:ljus-norr", None, NOW + 600)
     clear(city, fid2, NOW + 600)
     sync(city, NOW + 700)
     finding(city, "SL-0004", "lampFailure", NOW + 1200)
@@ -193,7 +199,7 @@ def test_crew_work_is_verified_by_the_next_night_and_a_returning_fault_reopens(c
     case2 = cases(city)[-1]
     assert (case2["status"], case2["orders"]) == ("open", ["done:ljus-norr", "assigned:ljus-norr"])
     with psycopg.connect(city) as conn:
-        assert "reopened" in [e["action"] for e in store.events(conn, case2["case_id"])]
+        assert "reopened" in [e.action for e in store.events(conn, case2["case_id"])]
 
 
 def test_unconfirmed_repairs_reopen_and_rejections_need_a_reason(city: str) -> None:
@@ -201,11 +207,11 @@ def test_unconfirmed_repairs_reopen_and_rejections_need_a_reason(city: str) -> N
     sync(city, NOW)
     [c] = cases(city)
     with psycopg.connect(city) as conn, conn.transaction():
-        order = store.active_work_order(conn, c["case_id"])
+        order = order_store.active(conn, c["case_id"])
         assert order is not None
         with pytest.raises(routing.WorkOrderError, match="needs a reason"):
-            routing.act(conn, order["work_order_id"], "reject", "crew:ljus-norr", "  ", NOW)
-        routing.act(conn, order["work_order_id"], "done", "crew:ljus-norr", None, NOW)
+            routing.act(conn, order.work_order_id, "reject", "crew:ljus-norr", "  ", NOW)
+        routing.act(conn, order.work_order_id, "done", "crew:ljus-norr", None, NOW)
     sync(city, NOW + 3 * 86400)  # the lamp's finding never cleared and two days passed
     [c] = cases(city)
     assert c["status"] == "open" and c["orders"] == ["done:ljus-norr", "assigned:ljus-norr"]
@@ -225,7 +231,7 @@ def test_breached_cases_escalate_and_escalate_again(city: str, tmp_path: Path) -
     sync(city, NOW + 30 * 3600, policies)
     with psycopg.connect(city) as conn:
         row = conn.execute("SELECT escalation, breached_at IS NOT NULL FROM cases").fetchone()
-        escalations = [e["detail"]["level"] for e in store.events(conn, c["case_id"]) if e["action"] == "escalated"]
+        escalations = [e.detail["level"] for e in store.events(conn, c["case_id"]) if e.action == "escalated"]
     assert row == (2, True)
     assert escalations == [1, 2]
     assert [t for ch, t, _ in outbox(city) if t == "chef@solvik.example"] == ["chef@solvik.example"] * 2

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lykta import config
-from lykta.errors import ConfigError
+from floor import config
+from floor.errors import ConfigError
 
 
 def test_defaults() -> None:

@@ -27,7 +27,8 @@ from cases.policy import Policies
 from dashboards import grafana_sql, provision
 from dashboards.build import build_all
 from dashboards.grafana_sql import MacroError, Variable, expand
-from lykta import admin, config, mosquitto
+from floor import config, inventory
+from lykta import admin, mosquitto
 from lykta.services import ServiceState
 from rules import definitions
 from rules.replay import backfill, persist
@@ -36,7 +37,7 @@ from simulators import scenario as scenarios
 from simulators.clock import SimClock
 from simulators.engine import simulate
 from simulators.publish import publish
-from storage import assets, grafana, inventory, tenants
+from storage import assets, grafana, tenants
 from storage.panels import QUERIES
 from tests.conftest import TEMPLATE, _drop_database, _new_database, make_state_dir
 from tests.helpers import RunningIngest, ingest_settings, wait_for
@@ -342,7 +343,7 @@ def test_publishing_twice_updates_and_never_duplicates() -> None:
         assert sorted(fake.dashboards) == sorted(d["uid"] for d in build_all().values())
         assert all(d["folderUid"] == "lykta" and d["dashboard"]["id"] is None for d in fake.dashboards.values())
         assert [p for m, p, _ in fake.requests if m == "POST" and p == "/api/folders"] == ["/api/folders"]
-        from lykta.errors import LyktaError
+        from floor.errors import LyktaError
 
         with pytest.raises(LyktaError, match="refused: HTTP 401"):
             provision.publish(fake.url, "wrong")

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from floor import inventory
 from lykta import admin
-from storage import assets, catalog, inventory, maintenance, migrations, tenants
+from storage import assets, catalog, maintenance, migrations, tenants
 from storage.editions import detect
 from storage.errors import TimescaleMissing
 

@@ -15,7 +15,7 @@ import psycopg
 from cases import outbox
 from cases import service as cases_service
 from cases.policy import Policies
-from lykta import config
+from floor import config
 from rules.evaluate import Shard
 from rules.service import run_cycle
 from simulators import fleet as fleets
@@ -98,7 +98,7 @@ def test_a_dark_lamp_becomes_a_verified_repair(
     cases_service.run_once(api.url, policies, settings, START + 6 * 3600)
     with psycopg.connect(api.url) as conn:
         [case] = conn.execute("SELECT case_id, asset_id, status, resolution FROM cases").fetchall()
-        actions = [e["action"] for e in store.events(conn, case[0])]
+        actions = [e.action for e in store.events(conn, case[0])]
         finding = conn.execute(
             "SELECT status, observed_at, cleared_at FROM findings WHERE fault = 'lampFailure'"
         ).fetchall()

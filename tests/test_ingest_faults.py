@@ -16,9 +16,10 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
+from floor import inventory
 from lykta import postgres, services
 from lykta.services import ServiceState
-from storage import assets, inventory, migrations, tenants
+from storage import assets, migrations, tenants
 from tests.helpers import EXAMPLES, Publisher, reading, wait_for
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.errors import InventoryError
-from storage.inventory import parse_csv, parse_file, parse_geojson
+from floor.errors import InventoryError
+from floor.inventory import parse_csv, parse_file, parse_geojson
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from lykta.logs import JsonFormatter
+from floor.logs import JsonFormatter
 
 
 def test_json_lines_carry_level_logger_message_and_exception() -> None:

@@ -8,9 +8,10 @@ import json
 import psycopg
 
 from cases import outbox
-from lykta import config
+from floor import config
 from lykta.process import free_port
-from storage import cases as store
+from storage import outbox as outbox_store
+from storage.outbox import NewMessage
 from tests.helpers import Inbox, Receiver
 from tests.test_cases import NOW, add_crews, finding, sync
 from tests.test_rules import NIGHT
@@ -99,16 +100,8 @@ def test_messages_wait_in_the_database_while_the_mail_server_is_down(
     with psycopg.connect(town_url, autocommit=True) as conn:
         key = conn.execute("SELECT idempotency_key FROM outbox WHERE channel = 'email'").fetchone()
         assert key is not None
-        again = {
-            "tenant_id": "solvik",
-            "channel": "email",
-            "target": "x@y.z",
-            "subject": "s",
-            "body": {},
-            "key": key[0],
-            "at": NOW,
-        }
-        assert store.enqueue(conn, again) is False
+        again = NewMessage("solvik", "email", "x@y.z", "s", {}, key[0], NOW)
+        assert outbox_store.enqueue(conn, again) is False
     # after the last attempt a message is given up, with its error kept
     finding(town_url, "SL-0004", "lampFailure", NIGHT)
     sync(town_url, NOW + 100)

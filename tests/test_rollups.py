@@ -9,7 +9,8 @@ from typing import NamedTuple
 import psycopg
 import pytest
 
-from storage import assets, inventory, maintenance, tenants
+from floor import inventory
+from storage import assets, maintenance, tenants
 from storage.ingest import BatchResult, IngestBatch, write_batch
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)

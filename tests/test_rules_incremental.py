@@ -8,10 +8,11 @@ from pathlib import Path
 
 import psycopg
 
+from floor import inventory
 from rules import definitions
 from rules.evaluate import Shard
 from rules.service import backtest, run_cycle
-from storage import assets, inventory, tenants
+from storage import assets, tenants
 from tests.test_rules import NIGHT, findings, lamp, store_readings
 
 STEP = 600.0

@@ -14,10 +14,12 @@ from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from lykta import broker_auth, mosquitto
-from lykta.broker_auth import Issued
+from floor import inventory
+from floor.mqtt_login import INGEST_USERNAME
+from lykta import broker_accounts, mosquitto
+from lykta.broker_accounts import Issued
 from lykta.mosquitto import BrokerSecurity, MqttInfo
-from storage import assets, inventory, tenants
+from storage import assets, tenants
 from tests.conftest import make_state_dir
 from tests.helpers import wait_for
 
@@ -91,8 +93,8 @@ class SecureBroker:
 
     def sync(self, conn: psycopg.Connection) -> None:
         """Rewrite the password file and ACL from the registry and make the broker read them."""
-        broker_auth.write_broker_files(conn, self.root)
-        assert broker_auth.reload_broker(self.info.pid)
+        broker_accounts.write_broker_files(conn, self.root)
+        assert broker_accounts.reload_broker(self.info.pid)
 
 
 @pytest.fixture
@@ -103,10 +105,10 @@ def town(conn: psycopg.Connection) -> dict[str, dict[str, Issued]]:
         tenants.upsert(conn, tenant, tenant.title())
         csv = INVENTORY if tenant == "north" else INVENTORY.splitlines()[0] + "\nL1,streetlight,56.1,12.7,50,D1\n"
         assets.import_records(conn, tenant, inventory.parse_csv(csv), "test")
-        made, kept = broker_auth.provision_devices(conn, tenant, None, rotate=False)
+        made, kept = broker_accounts.provision_devices(conn, tenant, None, rotate=False)
         assert kept == 0
         issued[tenant] = {i.device_id or "": i for i in made}
-    issued["lykta"] = {"ingest": broker_auth.provision_ingest(conn)}
+    issued["lykta"] = {"ingest": broker_accounts.provision_ingest(conn)}
     return issued
 
 
@@ -114,7 +116,7 @@ def town(conn: psycopg.Connection) -> dict[str, dict[str, Issued]]:
 def secure_broker(conn: psycopg.Connection, town: dict[str, dict[str, Issued]]) -> Iterator[SecureBroker]:
     state = make_state_dir("lykta-secure-broker-")
     root = (state / "mosquitto").resolve()
-    broker_auth.write_broker_files(conn, root)
+    broker_accounts.write_broker_files(conn, root)
     info = mosquitto.start(state, None, BrokerSecurity(authenticate=True))
     try:
         yield SecureBroker(info, root)
@@ -143,7 +145,7 @@ def test_only_known_accounts_connect(secure_broker: SecureBroker, town: dict[str
 
 def test_a_device_speaks_only_for_itself(secure_broker: SecureBroker, town: dict[str, dict[str, Issued]]) -> None:
     port = secure_broker.info.port
-    ingest = Client(port, broker_auth.INGEST_USERNAME, town["lykta"]["ingest"].password)
+    ingest = Client(port, INGEST_USERNAME, town["lykta"]["ingest"].password)
     device = Client(port, town["north"]["D1"].username, town["north"]["D1"].password)
     try:
         assert ingest.connect() == "Success" and device.connect() == "Success"
@@ -179,12 +181,12 @@ def test_a_device_speaks_only_for_itself(secure_broker: SecureBroker, town: dict
 def test_gateway_publishes_for_its_municipality_only(
     conn: psycopg.Connection, secure_broker: SecureBroker, town: dict[str, dict[str, Issued]]
 ) -> None:
-    gateway = broker_auth.provision_gateway(conn, "north")
+    gateway = broker_accounts.provision_gateway(conn, "north")
     secure_broker.sync(conn)
     port = secure_broker.info.port
     wait_for(lambda: connack_of(port, gateway.username, gateway.password) == "Success", 10, "the reloaded accounts")
     client = Client(port, gateway.username, gateway.password)
-    ingest = Client(port, broker_auth.INGEST_USERNAME, town["lykta"]["ingest"].password)
+    ingest = Client(port, INGEST_USERNAME, town["lykta"]["ingest"].password)
     try:
         client.connect()
         ingest.connect()
@@ -205,12 +207,12 @@ def test_rotation_and_retirement_take_effect_on_reload(
 ) -> None:
     port = secure_broker.info.port
     old = town["north"]["D2"]
-    made, kept = broker_auth.provision_devices(conn, "north", ["D2"], rotate=True)
+    made, kept = broker_accounts.provision_devices(conn, "north", ["D2"], rotate=True)
     assert kept == 0 and [i.device_id for i in made] == ["D2"] and made[0].username == old.username
     assert made[0].password != old.password
     stored = conn.execute("SELECT password_hash FROM mqtt_accounts WHERE username = %s", (old.username,)).fetchone()
     assert stored is not None and made[0].password not in stored[0]
-    assert broker_auth.verify_password(made[0].password, stored[0])
+    assert broker_accounts.verify_password(made[0].password, stored[0])
     secure_broker.sync(conn)
     wait_for(lambda: connack_of(port, old.username, old.password) != "Success", 10, "the old password refused")
     assert connack_of(port, made[0].username, made[0].password) == "Success"
@@ -228,11 +230,11 @@ def test_rotation_and_retirement_take_effect_on_reload(
 def test_password_hashes_are_mosquittos_format() -> None:
     mosquitto_passwd = shutil.which("mosquitto_passwd")
     salt = bytes(range(12))
-    hashed = broker_auth.hash_password("secret", salt=salt)
+    hashed = broker_accounts.hash_password("secret", salt=salt)
     assert hashed.startswith("$7$101$AAECAwQFBgcICQoL$")
-    assert broker_auth.verify_password("secret", hashed)
-    assert not broker_auth.verify_password("Secret", hashed)
-    assert not broker_auth.verify_password("secret", "$6$not$ours")
+    assert broker_accounts.verify_password("secret", hashed)
+    assert not broker_accounts.verify_password("Secret", hashed)
+    assert not broker_accounts.verify_password("secret", "$6$not$ours")
     if mosquitto_passwd is None:  # the broker test above proves the format in any case
         return
     import subprocess
@@ -242,19 +244,19 @@ def test_password_hashes_are_mosquittos_format() -> None:
         path = Path(tmp) / "pw"
         subprocess.run([mosquitto_passwd, "-c", "-b", str(path), "someone", "s3cret"], check=True)
         theirs = path.read_text().strip().split(":", 1)[1]
-    assert broker_auth.verify_password("s3cret", theirs)
-    assert not broker_auth.verify_password("s3creT", theirs)
+    assert broker_accounts.verify_password("s3cret", theirs)
+    assert not broker_accounts.verify_password("s3creT", theirs)
 
 
 def test_provisioning_refuses_unknown_devices_and_tenants(conn: psycopg.Connection) -> None:
     tenants.upsert(conn, "north", "North")
-    with pytest.raises(broker_auth.ProvisionError, match="no devices to provision"):
-        broker_auth.provision_devices(conn, "north", None, rotate=False)
+    with pytest.raises(broker_accounts.ProvisionError, match="no devices to provision"):
+        broker_accounts.provision_devices(conn, "north", None, rotate=False)
     assets.import_records(conn, "north", inventory.parse_csv(INVENTORY), "test")
-    with pytest.raises(broker_auth.ProvisionError, match="no device NOPE in tenant 'north'"):
-        broker_auth.provision_devices(conn, "north", ["D1", "NOPE"], rotate=False)
-    with pytest.raises(broker_auth.ProvisionError, match="no tenant 'west'"):
-        broker_auth.provision_gateway(conn, "west")
+    with pytest.raises(broker_accounts.ProvisionError, match="no device NOPE in tenant 'north'"):
+        broker_accounts.provision_devices(conn, "north", ["D1", "NOPE"], rotate=False)
+    with pytest.raises(broker_accounts.ProvisionError, match="no tenant 'west'"):
+        broker_accounts.provision_gateway(conn, "west")
     assert conn.execute("SELECT count(*) FROM mqtt_accounts").fetchone() == (0,)
 
 
@@ -277,11 +279,11 @@ def test_ingest_says_which_account_the_broker_refused(
             await link.disconnect()
         return "connected"
 
-    wrong = asyncio.run(attempt(broker_auth.INGEST_USERNAME, "wrong-s3cret"))
+    wrong = asyncio.run(attempt(INGEST_USERNAME, "wrong-s3cret"))
     assert "refused the connection with account 'lykta-ingest': not authorized" in wrong
     assert "lykta devices provision" in wrong and "wrong-s3cret" not in wrong
     assert "no account (anonymous)" in asyncio.run(attempt(None, None))
-    assert asyncio.run(attempt(broker_auth.INGEST_USERNAME, town["lykta"]["ingest"].password)) == "connected"
+    assert asyncio.run(attempt(INGEST_USERNAME, town["lykta"]["ingest"].password)) == "connected"
 
 
 def test_provisioning_for_a_broker_lykta_does_not_run(cli_env: dict[str, str], tmp_path: Path) -> None:
@@ -318,7 +320,7 @@ def test_provisioning_for_a_broker_lykta_does_not_run(cli_env: dict[str, str], t
     assert {r["device"] for r in issued.values()} == {"D1", "D2", "D3:x", ""}
     passwd = (tmp_path / "b" / "passwd").read_text()
     assert passwd.count("\n") == 4 and all(r["password"] not in passwd for r in issued.values())
-    assert all(broker_auth.verify_password(issued[line.split(":", 1)[0]]["password"], line.split(":", 1)[1])
+    assert all(broker_accounts.verify_password(issued[line.split(":", 1)[0]]["password"], line.split(":", 1)[1])
                for line in passwd.splitlines())  # fmt: skip
     acl = (tmp_path / "b" / "acl").read_text()
     assert "user lykta-ingest\ntopic read lykta/#" in acl

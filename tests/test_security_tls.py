@@ -18,9 +18,9 @@ import psycopg
 import pytest
 import trustme
 
+from floor.mqtt_login import client_tls
 from lykta import services
-from lykta.broker_auth import client_tls
-from simulators.wire import WireError, connect
+from simulators.publisher import WireError, connect
 from tests.conftest import make_state_dir
 from tests.helpers import EXAMPLES, wait_for
 

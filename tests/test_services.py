@@ -9,8 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from floor.errors import ServiceError
 from lykta import services
-from lykta.errors import ServiceError
 from lykta.process import accepts_connections, is_alive
 
 

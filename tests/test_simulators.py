@@ -12,12 +12,12 @@ import orjson
 import psycopg
 import pytest
 
+from floor.inventory import AssetRecord
 from ingest.decode import Limits, Metric, decode
 from simulators import fleet as fleets
 from simulators import scenario as scenarios
 from simulators.clock import SimClock
 from simulators.engine import Publication, ground_truth, observed_truth, simulate, write_ground_truth
-from storage.inventory import AssetRecord
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 HELSINGBORG = (56.05, 12.69)

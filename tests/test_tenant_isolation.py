@@ -14,9 +14,9 @@ import pytest
 from cases import service as cases_service
 from cases.policy import Policies
 from dashboards.grafana_sql import Variable, everything, expand
-from lykta import config
+from floor import config, inventory
 from lykta.services import ServiceState
-from storage import assets, inventory, maintenance, tenants
+from storage import assets, maintenance, tenants
 from storage import rules as rule_store
 from storage.grafana import ensure_reader, reader_role
 from storage.panels import QUERIES

@@ -18,7 +18,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from storage.errors import InventoryError
+from floor.errors import InventoryError
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_FILE_BYTES = 64 * 1024 * 1024

@@ -1,10 +1,9 @@
-"""A minimal MQTT 3.1.1 publisher on asyncio streams, for load generation.
+"""An MQTT v5 publisher on asyncio streams, for simulated devices and load generation.
 
-Field devices are small clients that publish; so is this. It encodes PUBLISH
-packets itself and writes them in large chunks, so one Python process can
-publish tens of thousands of QoS 1 messages per second, leaving the cores to the
-broker, ingest and the database it is meant to load. At most ``window``
-messages wait for their PUBACK at any time.
+Field devices are small clients that publish; so is this. It writes PUBLISH packets (encoded by the one MQTT
+codec, :mod:`floor.mqtt_wire`) in large chunks, so one Python process can publish tens of thousands of QoS 1
+messages per second, leaving the cores to the broker, ingest and the database it is meant to load. At most
+``window`` messages (and never more than the broker's Receive Maximum) wait for their PUBACK at any time.
 """
 
 from __future__ import annotations
@@ -12,64 +11,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import struct
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
 
-from lykta.errors import LyktaError
+from floor import mqtt_wire as wire
+from floor.errors import LyktaError
+
+_READ_CHUNK = 64 * 1024
 
 
 class WireError(LyktaError):
     """The broker refused the connection or broke the protocol."""
 
 
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | 0x80 if n else byte)
-        if not n:
-            return bytes(out)
-
-
-def _string(value: str | bytes) -> bytes:
-    raw = value.encode() if isinstance(value, str) else value
-    return struct.pack("!H", len(raw)) + raw
-
-
-def connect_packet(
-    client_id: str,
-    keepalive: int = 60,
-    will: tuple[str, bytes, int, bool] | None = None,
-    login: tuple[str, str] | None = None,
-) -> bytes:
-    flags = 0x02  # clean session
-    payload = _string(client_id)
-    if will is not None:
-        topic, message, qos, retain = will
-        flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
-        payload += _string(topic) + _string(message)
-    if login is not None:
-        flags |= 0xC0  # user name and password
-        payload += _string(login[0]) + _string(login[1])
-    body = _string("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + payload
-    return b"\x10" + _remaining_length(len(body)) + body
-
-
-def publish_packet(topic: bytes, payload: bytes, qos: int, packet_id: int, retain: bool = False) -> bytes:
-    """``topic`` is the length-prefixed topic (see :func:`_string`), cached by callers."""
-    header = 0x30 | (qos << 1) | (1 if retain else 0)
-    ident = struct.pack("!H", packet_id) if qos else b""
-    return bytes([header]) + _remaining_length(len(topic) + len(ident) + len(payload)) + topic + ident + payload
+Will = wire.Will
 
 
 class Publisher:
     """One connection publishing at QoS 0 or 1 with a bounded window of unacknowledged messages."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, window: int) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, window: int, connack: wire.Connack
+    ) -> None:
         self._reader = reader
         self._writer = writer
-        self._window = min(window, 60_000)
+        self._window = max(1, min(window, 60_000, connack.receive_maximum))
+        self._max_packet = connack.maximum_packet_size or wire.MAX_VARINT
         self._outstanding: set[int] = set()
         self._room = asyncio.Event()
         self._room.set()
@@ -77,34 +44,43 @@ class Publisher:
         self._buffer = bytearray()
         self._topics: dict[str, bytes] = {}
         self.acked = 0
+        self.refused: dict[int, int] = {}
+        """PUBACK reason codes of 0x80 and above (the broker did not take the message), and how often."""
         self._acks = asyncio.create_task(self._read_acks())
 
     async def _read_acks(self) -> None:
         reader = self._reader
+        buf = bytearray()
         while True:
-            head = await reader.readexactly(2)
-            kind, length = head[0], head[1]
-            if length & 0x80:
-                multiplier, length = 128, length & 0x7F
-                while True:
-                    byte = (await reader.readexactly(1))[0]
-                    length += (byte & 0x7F) * multiplier
-                    multiplier *= 128
-                    if not byte & 0x80:
-                        break
-            body = await reader.readexactly(length) if length else b""
-            if kind >> 4 == 4:  # PUBACK
-                packet_id = struct.unpack("!H", body[:2])[0]
-                if packet_id in self._outstanding:
-                    self._outstanding.discard(packet_id)
-                    self.acked += 1
-                    if len(self._outstanding) < self._window:
-                        self._room.set()
+            chunk = await reader.read(_READ_CHUNK)
+            if not chunk:
+                raise WireError("the broker closed the connection")
+            buf += chunk
+            pos, end = 0, len(buf)
+            while (framed := wire.frame(buf, pos, end)) is not None:
+                start, stop = framed
+                kind = buf[pos] >> 4
+                if kind == wire.PUBACK:
+                    packet_id, reason = wire.parse_ack(buf[start:stop])
+                    if reason >= 0x80:
+                        self.refused[reason] = self.refused.get(reason, 0) + 1
+                    if packet_id in self._outstanding:
+                        self._outstanding.discard(packet_id)
+                        self.acked += 1
+                        if len(self._outstanding) < self._window:
+                            self._room.set()
+                elif kind == wire.DISCONNECT:
+                    reason, why = wire.parse_disconnect(buf[start:stop])
+                    raise WireError(
+                        f"the broker disconnected: {wire.reason_text(reason)}" + (f" ({why})" if why else "")
+                    )
+                pos = stop
+            del buf[:pos]
 
     def _topic(self, topic: str) -> bytes:
         cached = self._topics.get(topic)
         if cached is None:
-            cached = self._topics[topic] = _string(topic)
+            cached = self._topics[topic] = wire.string(topic)
         return cached
 
     async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
@@ -117,10 +93,14 @@ class Publisher:
             while packet_id in self._outstanding:
                 packet_id = packet_id % 65535 + 1
             self._next_id = packet_id % 65535 + 1
-            self._outstanding.add(packet_id)
         else:
             packet_id = 0
-        self._buffer += publish_packet(self._topic(topic), payload, qos, packet_id, retain)
+        data = wire.publish_packet(self._topic(topic), payload, qos, packet_id, retain)
+        if len(data) > self._max_packet:
+            raise WireError(f"a message of {len(data)} bytes is larger than the broker accepts ({self._max_packet})")
+        if qos:
+            self._outstanding.add(packet_id)
+        self._buffer += data
         if len(self._buffer) >= 256 * 1024:
             await self._flush()
 
@@ -159,7 +139,7 @@ class Publisher:
 
     async def close(self) -> None:
         await self.settle()
-        self._writer.write(b"\xe0\x00")  # DISCONNECT
+        self._writer.write(wire.DISCONNECT_PACKET)
         await self._writer.drain()
         self._acks.cancel()
         self._writer.close()
@@ -167,38 +147,42 @@ class Publisher:
             await self._writer.wait_closed()
 
 
-_REFUSALS = {
-    1: "unacceptable protocol version",
-    2: "client identifier rejected",
-    3: "server unavailable",
-    4: "bad user name or password",
-    5: "not authorized",
-}
-
-
 async def connect(
     host: str,
     port: int,
     client_id: str,
     window: int = 20_000,
-    will: tuple[str, bytes, int, bool] | None = None,
+    will: Will | None = None,
     *,
     login: tuple[str, str] | None = None,
     tls: ssl.SSLContext | None = None,
+    keepalive: int = 60,
 ) -> Publisher:
-    """Connect (over TLS when ``tls`` is given, with a user name and password when ``login`` is)."""
+    """Connect with a clean start (over TLS when ``tls`` is given, with a user name and password when ``login``
+    is)."""
     try:
         reader, writer = await asyncio.open_connection(host, port, ssl=tls)
-        writer.write(connect_packet(client_id, will=will, login=login))
+        writer.write(
+            wire.connect_packet(
+                client_id,
+                keepalive=keepalive,
+                clean_start=True,
+                will=will,
+                username=login[0] if login else None,
+                password=login[1] if login else None,
+            )
+        )
         await writer.drain()
-        connack = await reader.readexactly(4)
+        connack = await wire.read_connack(reader)
     except (OSError, asyncio.IncompleteReadError) as exc:  # ssl.SSLError is an OSError
         raise WireError(f"cannot publish to the MQTT broker at {host}:{port}: {exc}") from exc
-    if connack[0] != 0x20 or connack[3] != 0:
+    except wire.MalformedPacket as exc:
         writer.close()
-        reason = _REFUSALS.get(connack[3], "refused")
-        raise WireError(f"the broker refused {client_id!r}: CONNACK return code {connack[3]} ({reason})")
-    return Publisher(reader, writer, window)
+        raise WireError(f"the broker at {host}:{port} did not answer with an MQTT v5 CONNACK: {exc}") from None
+    if connack.reason >= 0x80:
+        writer.close()
+        raise WireError(f"the broker refused {client_id!r}: CONNACK {wire.reason_text(connack.reason)}")
+    return Publisher(reader, writer, window, connack)
 
 
 @asynccontextmanager
@@ -207,7 +191,7 @@ async def connection(
     port: int,
     client_id: str,
     window: int = 20_000,
-    will: tuple[str, bytes, int, bool] | None = None,
+    will: Will | None = None,
     *,
     login: tuple[str, str] | None = None,
     tls: ssl.SSLContext | None = None,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from lykta.errors import ConfigError
+from floor.errors import ConfigError
 
 ENV_PREFIX = "LYKTA_"
 

@@ -17,33 +17,28 @@ of 101 iterations keeps a reconnect storm of ten thousand devices cheap.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import os
 import secrets
 import signal
-import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 
-from lykta.config import Settings
-from lykta.errors import LyktaError
+from floor.errors import LyktaError
+from floor.mqtt_login import INGEST_USERNAME, ingest_secret_file
 from lykta.process import Account
 from storage import accounts as store
 from storage import tenants
 from storage.accounts import BrokerAccount
 from storage.errors import UnknownTenant
 
-INGEST_USERNAME = "lykta-ingest"
 ITERATIONS = 101
 PASSWORD_FILE = "passwd"  # noqa: S105 - a file name
 ACL_FILE = "acl"
-INGEST_SECRET = "mqtt-ingest"  # noqa: S105 - a file name
-"""File under ``<state>/secrets`` holding the local ingest account's password."""
 DEVICE_CHANNELS = ("telemetry", "status", "event")
 
 
@@ -207,42 +202,9 @@ def write_secrets(path: Path, issued: Sequence[Issued]) -> None:
             fh.write(f"{i.tenant_id or ''},{i.device_id or ''},{i.username},{i.password}\n")
 
 
-def ingest_secret_file(state_dir: Path) -> Path:
-    return state_dir / "secrets" / INGEST_SECRET
-
-
 def store_ingest_secret(state_dir: Path, issued: Issued) -> Path:
     path = ingest_secret_file(state_dir)
     path.parent.mkdir(mode=0o700, exist_ok=True)
     path.parent.chmod(0o700)
     _write_private(path, issued.password + "\n", None, mode=0o600)
     return path
-
-
-def local_login(state_dir: Path) -> tuple[str, str] | None:
-    """The ingest account of the local services, when ``lykta devices provision`` made one."""
-    with contextlib.suppress(FileNotFoundError):
-        return INGEST_USERNAME, ingest_secret_file(state_dir).read_text().strip()
-    return None
-
-
-def client_tls(url: str, ca_file: Path | None) -> ssl.SSLContext | None:
-    """A verifying TLS context for ``mqtts://`` URLs (the given CA file, else the system's), None for mqtt://."""
-    if not url.startswith("mqtts://"):
-        return None
-    try:
-        return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    except (OSError, ssl.SSLError) as exc:
-        raise LyktaError(f"cannot use the CA file {ca_file} for mqtts: {exc}") from None
-
-
-def client_login(settings: Settings, *, local_ingest: bool) -> tuple[str, str] | None:
-    """The configured account (mqtt_username and mqtt_password), else for ingest the local services' ingest
-    account when one was provisioned, else none (anonymous)."""
-    if settings.mqtt_username:
-        if settings.mqtt_password is None:
-            raise LyktaError("mqtt_username is set without mqtt_password")
-        return settings.mqtt_username, settings.mqtt_password
-    if local_ingest and settings.mqtt_url is None:
-        return local_login(settings.state_dir)
-    return None
