@@ -41,7 +41,7 @@ from simulators import scenario as scenarios  # noqa: E402
 from simulators.engine import simulate  # noqa: E402
 from storage import assets as asset_store  # noqa: E402
 from storage import migrations, tenants  # noqa: E402
-from storage.ingest import IngestBatch, write_batch  # noqa: E402
+from storage.ingest import EventRow, IngestBatch, write_batch  # noqa: E402
 
 END = datetime(2026, 11, 10, 17, 30, tzinfo=UTC).timestamp()  # after dusk: lamps have just switched on
 STEP_S = 600.0
@@ -95,7 +95,7 @@ class Writer:
             self.readings += len(metrics)
         elif channel == "event":
             body = orjson.loads(payload)
-            self.batch.events.append((key, t, body["event"], body.get("value"), {}, t + 1))
+            self.batch.events.append(EventRow(key, t, body["event"], body.get("value"), {}, t + 1))
         else:
             return
         self.messages += 1

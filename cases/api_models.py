@@ -170,25 +170,11 @@ class EventOut(BaseModel):
         return cls(event_id=e.event_id, at=e.at.isoformat(), actor=e.actor, action=e.action, detail=e.detail)
 
 
-class CaseReportOut(BaseModel):
-    request_id: int
-    service_code: str
-    description: str | None
-    lat: float | None
-    lon: float | None
-    address: str | None
-    requested_at: str
-
-    @classmethod
-    def of(cls, r: CaseReport) -> CaseReportOut:
-        return cls(**asdict(r))
-
-
 class CaseDetail(CaseOut):
     findings: list[FindingOut]
     events: list[EventOut]
     work_orders: list[WorkOrderTimes]
-    citizen_reports: list[CaseReportOut]
+    citizen_reports: list[CaseReport]
 
 
 class AssignmentOut(BaseModel):

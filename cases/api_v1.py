@@ -14,7 +14,6 @@ from cases.api_models import (
     AssignmentOut,
     CaseDetail,
     CaseOut,
-    CaseReportOut,
     EventOut,
     FindingOut,
     NoteBody,
@@ -23,6 +22,7 @@ from cases.api_models import (
     WorkOrderOut,
     WorkOrderTimes,
 )
+from cases.errors import WorkOrderError
 from storage import api as api_store
 from storage import cases as store
 from storage import work_orders as order_store
@@ -55,7 +55,7 @@ def act(
     try:
         with conn.transaction():
             routing.act(conn, work_order_id, action, who.actor, note, now)
-    except routing.WorkOrderError as exc:
+    except WorkOrderError as exc:
         raise ApiError(409, str(exc)) from None
     order = own_order(conn, who, work_order_id)
     conn.commit()
@@ -123,7 +123,7 @@ def get_case(conn: Db, who: Operator, case_id: int) -> CaseDetail:
         findings=[FindingOut.of(f) for f in store.case_findings(conn, case_id)],
         events=[EventOut.of(e) for e in store.events(conn, case_id)],
         work_orders=[WorkOrderTimes.of(o) for o in order_store.of_case(conn, case_id)],
-        citizen_reports=[CaseReportOut.of(r) for r in api_store.reports_of_case(conn, case_id)],
+        citizen_reports=api_store.reports_of_case(conn, case_id),
     )
 
 
@@ -133,7 +133,7 @@ def assign(conn: Db, who: Operator, clock: Clock, case_id: int, body: Assignment
     try:
         with conn.transaction():
             work_order_id = routing.assign(conn, case_id, body.crew_id, who.actor, clock())
-    except routing.WorkOrderError as exc:
+    except WorkOrderError as exc:
         raise ApiError(409, str(exc)) from None
     conn.commit()
     return AssignmentOut(case_id=case_id, work_order_id=work_order_id, crew_id=body.crew_id)

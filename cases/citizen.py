@@ -12,15 +12,12 @@ from dataclasses import dataclass
 import psycopg
 
 from cases import lifecycle
+from cases.errors import ReportError
 from cases.policy import Facts, Policy
 from storage import case_assets as asset_store
 from storage import cases as store
 from storage import citizens as requests_store
 from storage.citizens import ServiceRequest
-
-
-class ReportError(Exception):
-    """A report that cannot be accepted; the message says why (Open311 answers 400)."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from cases import citizen, texts
 from cases.api_auth import ApiError, Clock, Db, Rules
+from cases.errors import ReportError
 from cases.policy import Policies
 from floor.timefmt import iso_or_none
 from storage import citizens as requests_store
@@ -171,7 +172,7 @@ def post_request(
     try:
         with conn.transaction():
             request = citizen.submit(conn, policies.get(tenant), report, clock())
-    except citizen.ReportError as exc:
+    except ReportError as exc:
         raise ApiError(400, str(exc)) from None
     conn.commit()
     lang = tenants.language(conn, tenant)

@@ -29,6 +29,7 @@ from email.utils import formatdate
 
 import psycopg
 
+from cases.errors import Permanent
 from floor.config import Settings
 from storage import crews as crew_store
 from storage import outbox as outbox_store
@@ -38,10 +39,6 @@ log = logging.getLogger("lykta.outbox")
 BACKOFF_S = 30.0
 MAX_BACKOFF_S = 3600.0
 TIMEOUT_S = 10.0
-
-
-class Permanent(Exception):
-    """The receiver refused the message for good (a 4xx answer other than 408 and 429)."""
 
 
 @dataclass

@@ -16,14 +16,11 @@ from typing import Any
 
 import yaml
 
+from cases.errors import PolicyError
 from floor.durations import parse_duration
 
 DEFAULTS = Path(__file__).resolve().parent / "defaults" / "policy.yaml"
 CONDITIONS = {"fault", "group", "min_share", "min_criticality", "lamps_in_row", "kind"}
-
-
-class PolicyError(Exception):
-    """A policy file that cannot be used; the message names the file and the field."""
 
 
 @dataclass(frozen=True)

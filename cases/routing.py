@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 
 from cases import texts
+from cases.errors import WorkOrderError
 from cases.policy import Policy
 from floor.timefmt import iso_or_none as iso
 from storage import case_assets as asset_store
@@ -30,10 +31,6 @@ from storage.work_orders import NewWorkOrder, WorkOrder
 
 ACTIVE = ("new", "assigned", "in_progress")
 SYSTEM = "lykta"
-
-
-class WorkOrderError(Exception):
-    """A crew or operator action that does not fit the work order's state (the API answers 409)."""
 
 
 def choose_crew(crews: list[Crew], area: str | None, skill: str) -> Crew | None:

@@ -82,6 +82,7 @@ async def run_cycles(
                     log.warning("%s cycle skipped, database unavailable: %s", name, first_line(exc))
                 else:
                     report(result, time.monotonic() - began)
+                log.debug("%s cycle done", name)
                 left = every_s - (time.monotonic() - began)
                 await wait_any(stopping, *([wake] if wake is not None else []), within=max(0.0, left))
         finally:

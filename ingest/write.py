@@ -24,7 +24,7 @@ from ingest.stats import IngestStats
 from storage import ingest as store
 from storage.connection import redact
 from storage.errors import DatabaseUnavailable
-from storage.ingest import DeadLetter, IngestBatch
+from storage.ingest import DeadLetter, EventRow, IngestBatch, StatusRow
 
 log = logging.getLogger("lykta.ingest")
 
@@ -128,11 +128,12 @@ class WritePath:
                     if d.readings:
                         out.readings.add_message(key, r.received_at, d.readings)
                     if d.status is not None:
-                        out.statuses.append((key, d.status.time, d.status.online, d.status.reason, r.received_at))
-                    if d.event is not None:
-                        out.events.append(
-                            (key, d.event.time, d.event.event, d.event.value, d.event.detail, r.received_at)
+                        out.statuses.append(
+                            StatusRow(key, d.status.time, d.status.online, d.status.reason, r.received_at)
                         )
+                    if d.event is not None:
+                        e = d.event
+                        out.events.append(EventRow(key, e.time, e.event, e.value, e.detail, r.received_at))
             if rejection is not None:
                 reasons.append(rejection.reason)
                 out.dead_letters.append(

@@ -57,7 +57,8 @@ def _rules(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def _policies(settings: config.Settings, extra: list[str] | None) -> Policies:
-    from cases.policy import Policies, PolicyError
+    from cases.errors import PolicyError
+    from cases.policy import Policies
 
     files = [Path(f.strip()) for f in (settings.cases_policy or "").split(",") if f.strip()]
     files += [Path(f) for f in extra or []]

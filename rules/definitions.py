@@ -15,6 +15,7 @@ import yaml
 from floor.durations import parse_duration
 from rules.detectors import DETECTORS
 from rules.errors import RuleFileError
+from storage.rules import RuleAsset
 
 DEFAULTS = Path(__file__).resolve().parent / "defaults"
 SEVERITIES = ("info", "minor", "major", "critical")
@@ -47,12 +48,12 @@ class AppliesTo:
     maintenance_area: str | None = None
     min_criticality: int | None = None
 
-    def matches(self, asset: dict[str, Any]) -> bool:
+    def matches(self, asset: RuleAsset) -> bool:
         return (
-            (self.kind is None or asset["kind"] == self.kind)
-            and (self.district is None or asset.get("district") == self.district)
-            and (self.maintenance_area is None or asset.get("maintenance_area") == self.maintenance_area)
-            and (self.min_criticality is None or int(asset.get("criticality", 2)) >= self.min_criticality)
+            (self.kind is None or asset.kind == self.kind)
+            and (self.district is None or asset.district == self.district)
+            and (self.maintenance_area is None or asset.maintenance_area == self.maintenance_area)
+            and (self.min_criticality is None or asset.criticality >= self.min_criticality)
         )
 
 

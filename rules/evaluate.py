@@ -14,6 +14,7 @@ import itertools
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,7 +25,7 @@ from floor.timefmt import iso
 from rules.definitions import Rule
 from rules.detectors import DETECTORS
 from storage import rules as store
-from storage.rules import Finding
+from storage.rules import RULE_ASSET_FIELDS, Finding, RuleAsset
 
 MIN_LOOKBACK_S = 3 * 3600.0
 
@@ -201,7 +202,7 @@ class AssetTable:
 
     def __init__(
         self,
-        everything: list[dict[str, Any]],
+        everything: list[RuleAsset],
         shard: Shard,
         *,
         skip: set[int] | None = None,
@@ -210,20 +211,21 @@ class AssetTable:
         """The shard's assets; without the devices in ``skip``; with ``only``: the assets of these devices."""
         skip = skip or set()
         self.refs: list[str] = []
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[RuleAsset] = []
         self.code: dict[str, int] = {}
         self.parents: dict[str, str | None] = {}
         for a in everything:
-            r = ref(a["tenant_id"], a["asset_id"])
-            self.parents[r] = ref(a["tenant_id"], a["parent_id"]) if a["parent_id"] else None
-            key = a["device_key"]
+            r = ref(a.tenant_id, a.asset_id)
+            self.parents[r] = ref(a.tenant_id, a.parent_id) if a.parent_id else None
+            key = a.device_key
             wanted = key not in skip if only is None else key in only
-            if shard.owns(a["device_id"]) and wanted and r not in self.code:
+            if shard.owns(a.device_id) and wanted and r not in self.code:
                 self.code[r] = len(self.refs)
                 self.refs.append(r)
                 self.rows.append(a)
-        self.by_key = {a["device_key"]: n for n, a in enumerate(self.rows) if a["device_key"] is not None}
-        table = pd.DataFrame(self.rows, columns=list(everything[0]) if everything else None)
+        self.by_key = {a.device_key: n for n, a in enumerate(self.rows) if a.device_key is not None}
+        values = attrgetter(*RULE_ASSET_FIELDS)
+        table = pd.DataFrame([values(a) for a in self.rows], columns=list(RULE_ASSET_FIELDS))
         if table.empty:
             table = pd.DataFrame(columns=["kind", "lat", "lon", "rated_power_w", "parent_id", "device_key"])
         table.index = pd.RangeIndex(len(table), name="asset_id")
@@ -262,21 +264,15 @@ class AssetTable:
 
 
 def evaluate(
-    conn: psycopg.Connection,
-    rules: list[Rule],
-    as_of: float,
-    findings: FindingStore,
-    *,
-    shard: Shard = Shard(),
-    tenant_id: str | None = None,
-    only: set[int] | None = None,
+    conn: psycopg.Connection, rules: list[Rule], as_of: float, findings: FindingStore, **scope: Any
 ) -> Outcome:
     """Evaluate every rule as of ``as_of`` (device time) for the shard's assets and reconcile the findings.
 
     Reads the whole window a rule needs (its durations and detector window): simple and independent of earlier
-    evaluations, used for one-off looks, backtests and devices with late data. ``only``: these devices only.
+    evaluations, used for one-off looks, backtests and devices with late data. ``scope``: ``shard``,
+    ``tenant_id`` and ``only`` (these devices only), as for :func:`evaluate_with_runs`.
     """
-    return evaluate_with_runs(conn, rules, as_of, findings, shard=shard, tenant_id=tenant_id, only=only)[0]
+    return evaluate_with_runs(conn, rules, as_of, findings, **scope)[0]
 
 
 def evaluate_with_runs(
@@ -313,11 +309,11 @@ def evaluate_with_runs(
                     times.setdefault(str(assets.by_key[key]), []).append(t)
             result = silence(
                 times,
-                {str(c): float(assets.rows[c]["interval_s"]) for c in chosen},
+                {str(c): assets.rows[c].interval() for c in chosen},
                 as_of,
                 start,
                 float(rule.params["intervals"]),
-                {str(c) for c in chosen if assets.rows[c]["last_seen"] is not None},
+                {str(c) for c in chosen if assets.rows[c].last_seen is not None},
             )
             result = [Verdict(int(v.asset_id), v.fault, v.since, v.evidence) for v in result]
         else:
@@ -374,7 +370,7 @@ def _reconcile(  # noqa: PLR0917 - one call site, all of it the state of one rul
 ) -> None:
     for v in result:
         asset = assets.rows[v.asset_id]
-        key = (asset["tenant_id"], asset["asset_id"], rule.id)
+        key = (asset.tenant_id, asset.asset_id, rule.id)
         current = open_now.get(key)
         evidence = {**v.evidence, "rule": rule.id, "detector": rule.detector, "as_of": iso(as_of)}
         if v.fault:
@@ -392,25 +388,32 @@ def _reconcile(  # noqa: PLR0917 - one call site, all of it the state of one rul
 
 def open_finding(  # noqa: PLR0917 - the parts of one new finding
     rule: Rule,
-    asset: dict[str, Any],
+    asset: RuleAsset,
     since: float,
     as_of: float,
     evidence: dict[str, Any],
     open_now: dict[tuple[str, str, str], Finding],
     findings: FindingStore,
 ) -> Finding:
-    finding = Finding(
-        tenant_id=asset["tenant_id"],
-        asset_id=asset["asset_id"],
-        device_id=asset["device_id"],
+    finding = new_finding(rule, asset, since, as_of, as_of, evidence)
+    findings.opened(finding)
+    open_now[asset.tenant_id, asset.asset_id, rule.id] = finding
+    return finding
+
+
+def new_finding(  # noqa: PLR0917 - the parts of one finding
+    rule: Rule, asset: RuleAsset, observed_at: float, last_seen: float, detected_at: float, evidence: dict[str, Any]
+) -> Finding:
+    """A finding of ``rule`` on ``asset`` (not yet stored)."""
+    return Finding(
+        tenant_id=asset.tenant_id,
+        asset_id=asset.asset_id,
+        device_id=asset.device_id,
         rule_id=rule.id,
         fault=rule.fault,
         severity=rule.severity,
-        observed_at=since,
-        last_seen=as_of,
-        detected_at=as_of,
+        observed_at=observed_at,
+        last_seen=last_seen,
+        detected_at=detected_at,
         evidence=evidence,
     )
-    findings.opened(finding)
-    open_now[asset["tenant_id"], asset["asset_id"], rule.id] = finding
-    return finding

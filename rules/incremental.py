@@ -109,7 +109,7 @@ class Step:
 
     def _key(self, rule: Rule, r: int) -> StateKey:
         asset = self.assets.rows[r]
-        return (asset["tenant_id"], asset["asset_id"], rule.id)
+        return (asset.tenant_id, asset.asset_id, rule.id)
 
     def _set(self, key: StateKey, value: tuple[float, float] | None) -> None:
         if self.states.get(key) == value:
@@ -187,21 +187,21 @@ class Step:
         unknown: dict[int, int] = {}
         for r in chosen:
             asset = self.assets.rows[r]
-            key = int(asset["device_key"])
+            key = asset.key()
             if key in heard:
                 last[r] = heard[key][1]
-            elif asset["last_seen"] is not None and asset["last_seen"] <= t1:
-                last[r] = float(asset["last_seen"])
-            elif asset["last_seen"] is not None:
+            elif asset.last_seen is not None and asset.last_seen <= t1:
+                last[r] = float(asset.last_seen)
+            elif asset.last_seen is not None:
                 unknown[key] = r  # heard after t1 but not in this step: a cycle catching up
         for key, t in store.last_heard(self.conn, unknown, t1).items():
             last[unknown[key]] = t
         for r in chosen:
             asset = self.assets.rows[r]
-            key_ = (asset["tenant_id"], asset["asset_id"], rule.id)
+            key_ = (asset.tenant_id, asset.asset_id, rule.id)
             current = open_now.get(key_)
-            device = int(asset["device_key"])
-            limit = k * float(asset["interval_s"])
+            device = asset.key()
+            limit = k * asset.interval()
             if current is not None and device in heard:
                 self.findings.cleared(current, heard[device][0])
                 del open_now[key_]
@@ -239,7 +239,7 @@ def states_from_runs(
             continue
         for c in np.nonzero(assets.chosen(rule))[0].tolist():
             asset = assets.rows[c]
-            out[asset["tenant_id"], asset["asset_id"], rule.id] = None
+            out[asset.tenant_id, asset.asset_id, rule.id] = None
         frame = runs.get((rule.id, ""))
         if frame is None:
             continue
@@ -247,7 +247,7 @@ def states_from_runs(
             frame["asset_id"].tolist(), frame["bad"].tolist(), frame["since"].tolist(), strict=True
         ):
             asset = assets.rows[c]
-            key = (asset["tenant_id"], asset["asset_id"], rule.id)
+            key = (asset.tenant_id, asset.asset_id, rule.id)
             if bad == 1.0 or key in open_now:
                 out[key] = (float(bad), float(since))
     return out

@@ -8,7 +8,6 @@ in seconds. Used by the detection-quality benchmark.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,9 +15,9 @@ import psycopg
 
 from rules.definitions import Rule
 from rules.detectors import DETECTORS
-from rules.evaluate import cabinet_of
+from rules.evaluate import cabinet_of, new_finding
 from storage import rules as rule_store
-from storage.rules import Finding
+from storage.rules import RuleAsset
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ class TimeMap:
 
 def backfill(
     conn: psycopg.Connection, rules: list[Rule], start: float, end: float, received: TimeMap | None = None
-) -> list[tuple[Rule, dict[str, Any], Episode]]:
+) -> list[tuple[Rule, RuleAsset, Episode]]:
     """Every episode of every rule over [start, end], with lamps below a dark cabinet left to the cabinet.
 
     Silence is judged by receive time; ``received`` maps receive times into the period when it was simulated
@@ -93,11 +92,11 @@ def backfill(
     """
     assets = rule_store.load_assets(conn)
     table = pd.DataFrame(assets).drop_duplicates("asset_id").set_index("asset_id")
-    by_key = {a["device_key"]: a for a in assets if a["device_key"] is not None}
-    found: list[tuple[Rule, dict[str, Any], Episode]] = []
+    by_key = {a.device_key: a for a in assets if a.device_key is not None}
+    found: list[tuple[Rule, RuleAsset, Episode]] = []
     for rule in rules:
-        chosen = {a["asset_id"]: a for a in assets if rule.applies_to.matches(a) and a["device_key"] is not None}
-        keys = [a["device_key"] for a in chosen.values()]
+        chosen = {a.asset_id: a for a in assets if rule.applies_to.matches(a) and a.device_key is not None}
+        keys = [a.key() for a in chosen.values()]
         if rule.detector == "absence":
             lo, hi = (
                 (received.wall0 - 60, received.wall0 + (end - start) / received.speed + 3600)
@@ -106,22 +105,20 @@ def backfill(
             )
             times: dict[str, list[float]] = {}
             for key, t in rule_store.reading_times(conn, keys, lo, hi):
-                times.setdefault(by_key[key]["asset_id"], []).append(received(t) if received else t)
+                times.setdefault(by_key[key].asset_id, []).append(received(t) if received else t)
             limits = {
-                a: float(rule.params["intervals"]) * float(x["interval_s"])
-                for a, x in chosen.items()
-                if x["last_seen"] is not None
+                a: float(rule.params["intervals"]) * x.interval() for a, x in chosen.items() if x.last_seen is not None
             }
             episodes = replay_silence({a: np.array(v) for a, v in times.items()}, limits, end)
         else:
             metrics = DETECTORS[rule.detector].metrics(rule.params)
             frame = rule_store.load_recent(conn, keys, dict.fromkeys(metrics, start - 1), end)
-            frame["asset_id"] = frame["device_key"].map({k: a["asset_id"] for k, a in by_key.items()})
+            frame["asset_id"] = frame["device_key"].map({k: a.asset_id for k, a in by_key.items()})
             episodes = replay(DETECTORS[rule.detector].run(frame, table, rule.params), rule.hold_s, rule.clear_s)
         found += [(rule, chosen[e.asset_id], e) for e in episodes if e.asset_id in chosen]
-    parents = {a["asset_id"]: a["parent_id"] for a in assets}
+    parents = {a.asset_id: a.parent_id for a in assets}
     dark = [
-        (x["asset_id"], e.observed_at - 900, e.cleared_at or float("inf"))
+        (x.asset_id, e.observed_at - 900, e.cleared_at or float("inf"))
         for r, x, e in found
         if r.detector == "supply_loss"
     ]
@@ -131,29 +128,19 @@ def backfill(
         for r, x, e in found
         if not (
             r.detector == "absence"
-            and any(cabinet_of(x["asset_id"], parents) == c and s <= e.observed_at <= t for c, s, t in dark)
+            and any(cabinet_of(x.asset_id, parents) == c and s <= e.observed_at <= t for c, s, t in dark)
         )
     ]
 
 
-def persist(conn: psycopg.Connection, found: list[tuple[Rule, dict[str, Any], Episode]], end: float) -> int:
+def persist(conn: psycopg.Connection, found: list[tuple[Rule, RuleAsset, Episode]], end: float) -> int:
     """Write episodes as findings (open or cleared); an episode already recorded is skipped. Returns new ones."""
     written = 0
     for rule, asset, e in found:
-        if rule_store.finding_exists(conn, asset["tenant_id"], asset["asset_id"], rule.id, e.observed_at):
+        if rule_store.finding_exists(conn, asset.tenant_id, asset.asset_id, rule.id, e.observed_at):
             continue
-        finding = Finding(
-            tenant_id=asset["tenant_id"],
-            asset_id=asset["asset_id"],
-            device_id=asset["device_id"],
-            rule_id=rule.id,
-            fault=rule.fault,
-            severity=rule.severity,
-            observed_at=e.observed_at,
-            last_seen=e.cleared_at or end,
-            detected_at=e.detected_at,
-            evidence={"rule": rule.id, "detector": rule.detector, "replayed": True},
-        )
+        evidence = {"rule": rule.id, "detector": rule.detector, "replayed": True}
+        finding = new_finding(rule, asset, e.observed_at, e.cleared_at or end, e.detected_at, evidence)
         finding_id = rule_store.insert_finding(conn, finding)
         if e.cleared_at is not None:
             rule_store.clear_finding(conn, finding_id, e.cleared_at)

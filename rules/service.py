@@ -55,7 +55,7 @@ def run_cycle(url: str, rule_files: list[Path], now: float, shard: Shard, step_s
         else:
             evaluated_to, received_upto = done
             late, received = store.late_devices(conn, received_upto or 0.0, evaluated_to)
-            owned = {a["device_key"] for a in everything if shard.owns(a["device_id"])}
+            owned = {a.device_key for a in everything if shard.owns(a.device_id)}
             late = {k: t for k, t in late.items() if k in owned}
             step = Step(
                 conn,

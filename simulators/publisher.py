@@ -13,6 +13,7 @@ import contextlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from floor import mqtt_wire as wire
 from floor.errors import LyktaError
@@ -186,17 +187,9 @@ async def connect(
 
 
 @asynccontextmanager
-async def connection(
-    host: str,
-    port: int,
-    client_id: str,
-    window: int = 20_000,
-    will: Will | None = None,
-    *,
-    login: tuple[str, str] | None = None,
-    tls: ssl.SSLContext | None = None,
-) -> AsyncIterator[Publisher]:
-    publisher = await connect(host, port, client_id, window, will, login=login, tls=tls)
+async def connection(host: str, port: int, client_id: str, **options: Any) -> AsyncIterator[Publisher]:
+    """:func:`connect` (with the same ``options``) for the length of a ``with`` block, closed cleanly after it."""
+    publisher = await connect(host, port, client_id, **options)
     try:
         yield publisher
     finally:
@@ -207,7 +200,7 @@ async def publish_all(
     host: str, port: int, client_id: str, messages: Iterable[tuple[str, bytes]], *, qos: int = 1, window: int = 20_000
 ) -> int:
     count = 0
-    async with connection(host, port, client_id, window) as pub:
+    async with connection(host, port, client_id, window=window) as pub:
         for topic, payload in messages:
             await pub.publish(topic, payload, qos)
             count += 1

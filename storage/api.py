@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 import psycopg
 from psycopg.rows import class_row
 
 from storage.cases import CASE_COLUMNS, Case
+from storage.work_orders import WorkOrder
 
 
 @dataclass(frozen=True)
-class OrderView:
+class OrderView(WorkOrder):
     """A work order as crews and operators read it: with its case and its asset."""
 
-    work_order_id: int
-    case_id: int
-    tenant_id: str
-    crew_id: str | None
-    skill: str
-    status: str
-    title: str
-    reject_reason: str | None
-    created_at: datetime
-    assigned_at: datetime | None
-    accepted_at: datetime | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    updated_at: datetime
     asset_id: str
     fault: str
     priority: str

@@ -26,15 +26,12 @@ CASE_COLUMNS = """c.case_id, c.tenant_id, c.asset_id, c.fault, c.status, c.prior
 
 
 @dataclass(frozen=True)
-class Case:
-    """A case; times are epoch seconds."""
+class NewCase:
+    """A case about to be opened; times are epoch seconds."""
 
-    case_id: int
     tenant_id: str
     asset_id: str
     fault: str
-    status: str
-    """open, in_repair, verifying or resolved"""
     priority: str
     severity: str
     source: str
@@ -42,25 +39,20 @@ class Case:
     observed_at: float
     opened_at: float
     due_at: float
+
+
+@dataclass(frozen=True)
+class Case(NewCase):
+    """A case; ``status`` is open, in_repair, verifying or resolved."""
+
+    case_id: int
+    status: str
     breached_at: float | None
     escalation: int
     fault_cleared_at: float | None
     repaired_at: float | None
     resolved_at: float | None
     resolution: str | None
-
-
-@dataclass(frozen=True)
-class NewCase:
-    tenant_id: str
-    asset_id: str
-    fault: str
-    priority: str
-    severity: str
-    source: str
-    observed_at: float
-    opened_at: float
-    due_at: float
 
 
 @dataclass(frozen=True)

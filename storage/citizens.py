@@ -16,8 +16,8 @@ _COLUMNS = """r.request_id, r.tenant_id, r.service_code, r.description, r.lat, r
 
 
 @dataclass(frozen=True)
-class NewReport:
-    """A citizen's report as it is stored (the e-mail address only for updates; never shown)."""
+class Report:
+    """What a citizen reported, where, and the asset and case it was attached to."""
 
     tenant_id: str
     service_code: str
@@ -25,25 +25,23 @@ class NewReport:
     lat: float | None
     lon: float | None
     address: str | None
-    email: str | None
     asset_id: str | None
     case_id: int | None
+
+
+@dataclass(frozen=True)
+class NewReport(Report):
+    """A report as it is stored (the e-mail address only for updates; never shown), received at ``at``."""
+
+    email: str | None
     at: float
 
 
 @dataclass(frozen=True)
-class ServiceRequest:
+class ServiceRequest(Report):
     """A stored report with the state of its case (times in epoch seconds)."""
 
     request_id: int
-    tenant_id: str
-    service_code: str
-    description: str | None
-    lat: float | None
-    lon: float | None
-    address: str | None
-    asset_id: str | None
-    case_id: int | None
     requested_at: float
     case_status: str | None
     resolution: str | None

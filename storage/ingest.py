@@ -107,15 +107,36 @@ class ReadingRows:
         return [k for k, _ in ordered], [r for _, r in ordered]
 
 
+@dataclass(frozen=True, slots=True)
+class StatusRow:
+    """A device's online or offline announcement (times in epoch seconds)."""
+
+    device_key: int
+    device_time: float
+    online: bool
+    reason: str | None
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """A device's event (times in epoch seconds)."""
+
+    device_key: int
+    device_time: float
+    event: str
+    value: float | None
+    detail: dict[str, Any]
+    received_at: float
+
+
 @dataclass
 class IngestBatch:
     """What one batch of messages carried, resolved to device keys; written in one transaction."""
 
     readings: ReadingRows = field(default_factory=ReadingRows)
-    statuses: list[tuple[int, float, bool, str | None, float]] = field(default_factory=list)
-    """(device key, device epoch, online, reason, received epoch)"""
-    events: list[tuple[int, float, str, float | None, dict[str, Any], float]] = field(default_factory=list)
-    """(device key, device epoch, event, value, detail, received epoch)"""
+    statuses: list[StatusRow] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
@@ -253,16 +274,21 @@ async def write_batch(conn: psycopg.AsyncConnection, batch: IngestBatch) -> Batc
             await cur.execute(_LAST_SEEN, batch.readings.seen_arrays())
             await cur.execute(_PENDING, (sorted(batch.readings.hours),))
         if batch.statuses:
-            await cur.executemany(_STATUS, batch.statuses)
+            await cur.executemany(
+                _STATUS, [(s.device_key, s.device_time, s.online, s.reason, s.received_at) for s in batch.statuses]
+            )
             await cur.executemany(
                 _ONLINE,
                 [
-                    {"k": k, "t": t, "online": online, "r": r}
-                    for k, t, online, _, r in sorted(batch.statuses, key=lambda s: s[1])
+                    {"k": s.device_key, "t": s.device_time, "online": s.online, "r": s.received_at}
+                    for s in sorted(batch.statuses, key=lambda s: s.device_time)
                 ],
             )
         if batch.events:
-            await cur.executemany(_EVENT, [(k, t, e, v, Jsonb(d), r) for k, t, e, v, d, r in batch.events])
+            await cur.executemany(
+                _EVENT,
+                [(e.device_key, e.device_time, e.event, e.value, Jsonb(e.detail), e.received_at) for e in batch.events],
+            )
         if batch.dead_letters:
             await cur.executemany(
                 _DEAD,

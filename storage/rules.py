@@ -4,43 +4,67 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import pandas as pd
 import psycopg
+from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 
-def load_assets(conn: psycopg.Connection, tenant_id: str | None = None) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class RuleAsset:
+    """An asset as the rules see it: what and where it is, and the device that reports for it (if any)."""
+
+    tenant_id: str
+    asset_id: str
+    kind: str
+    parent_id: str | None
+    district: str | None
+    maintenance_area: str | None
+    criticality: int
+    lat: float | None
+    lon: float | None
+    rated_power_w: float | None
+    device_id: str | None
+    device_key: int | None
+    interval_s: float | None
+    """the device's reporting interval in seconds"""
+    last_seen: float | None
+    """when the device was last heard (epoch seconds)"""
+
+    def key(self) -> int:
+        """The device key of an asset the rules chose because it has a device."""
+        if self.device_key is None:
+            raise ValueError(f"asset {self.tenant_id}/{self.asset_id} has no device")
+        return self.device_key
+
+    def interval(self) -> float:
+        """The reporting interval of its device, in seconds."""
+        if self.interval_s is None:
+            raise ValueError(f"asset {self.tenant_id}/{self.asset_id} has no device")
+        return float(self.interval_s)
+
+
+RULE_ASSET_FIELDS = tuple(f.name for f in fields(RuleAsset))
+
+
+def load_assets(conn: psycopg.Connection, tenant_id: str | None = None) -> list[RuleAsset]:
     """Every asset with the device reading it (if any)."""
-    rows = conn.execute(
-        """SELECT a.tenant_id, a.asset_id, a.kind, a.parent_id, a.district, a.maintenance_area, a.criticality,
-                  a.lat, a.lon, a.rated_power_w, d.device_id, d.device_key, d.reporting_interval_s,
-                  extract(epoch FROM d.last_seen_at)::float8
-           FROM assets a
-           LEFT JOIN devices d ON d.tenant_id = a.tenant_id AND d.asset_id = a.asset_id AND d.status <> 'retired'
-           WHERE %(tenant)s::text IS NULL OR a.tenant_id = %(tenant)s
-           ORDER BY a.tenant_id, a.asset_id""",
-        {"tenant": tenant_id},
-    ).fetchall()
-    keys = (
-        "tenant_id",
-        "asset_id",
-        "kind",
-        "parent_id",
-        "district",
-        "maintenance_area",
-        "criticality",
-        "lat",
-        "lon",
-        "rated_power_w",
-        "device_id",
-        "device_key",
-        "interval_s",
-        "last_seen",
-    )
-    return [dict(zip(keys, row, strict=True)) for row in rows]
+    with conn.cursor(row_factory=class_row(RuleAsset)) as cur:
+        cur.execute(
+            """SELECT a.tenant_id, a.asset_id, a.kind, a.parent_id, a.district, a.maintenance_area, a.criticality,
+                      a.lat, a.lon, a.rated_power_w, d.device_id, d.device_key, d.reporting_interval_s AS interval_s,
+                      extract(epoch FROM d.last_seen_at)::float8 AS last_seen
+               FROM assets a
+               LEFT JOIN devices d
+                 ON d.tenant_id = a.tenant_id AND d.asset_id = a.asset_id AND d.status <> 'retired'
+               WHERE %(tenant)s::text IS NULL OR a.tenant_id = %(tenant)s
+               ORDER BY a.tenant_id, a.asset_id""",
+            {"tenant": tenant_id},
+        )
+        return cur.fetchall()
 
 
 def reading_times(

@@ -27,15 +27,10 @@ class NewWorkOrder:
 
 
 @dataclass(frozen=True)
-class WorkOrder:
+class WorkOrder(NewWorkOrder):
+    """A stored work order; ``status`` is new (no crew), assigned, in_progress, done, rejected or cancelled."""
+
     work_order_id: int
-    case_id: int
-    tenant_id: str
-    crew_id: str | None
-    skill: str
-    status: str
-    """new (no crew), assigned, in_progress, done, rejected or cancelled"""
-    title: str
     reject_reason: str | None
     created_at: datetime
     assigned_at: datetime | None

@@ -232,7 +232,7 @@ def api(town_url: str) -> Iterator[Api]:
     from cases.api import create_app
     from cases.policy import Policies
     from lykta.process import free_port
-    from tests.test_rules import NIGHT
+    from tests.integration.test_rules import NIGHT
 
     clock = [NIGHT + 3600]
     app = create_app(town_url, Policies(), clock=lambda: clock[0], pool_size=2)
@@ -277,3 +277,22 @@ def receiver() -> Iterator[Receiver]:
     finally:
         r.server.shutdown()
         r.server.server_close()
+
+
+# -- the shape of the suite ----------------------------------------------------------------------------------------
+
+SERVICE_FIXTURES = {"service_state", "broker", "tsl_server", "state_dir"}
+"""Fixtures that start PostgreSQL, Mosquitto or PGlite (directly or through fixtures built on them)."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test by its folder (unit, integration, e2e), so ``-m unit`` runs what needs no service; a test in
+    tests/unit that asks for a service is an error, so the fast folder stays fast."""
+    del config
+    for item in items:
+        folder = Path(str(item.fspath)).parent.name
+        if folder in ("unit", "integration", "e2e"):
+            item.add_marker(folder)
+        used = SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if folder == "unit" and used:
+            raise pytest.UsageError(f"{item.nodeid} is a unit test but starts services ({', '.join(sorted(used))})")

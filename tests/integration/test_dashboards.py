@@ -41,9 +41,9 @@ from storage import assets, grafana, tenants
 from storage.panels import QUERIES
 from tests.conftest import TEMPLATE, _drop_database, _new_database, make_state_dir
 from tests.helpers import RunningIngest, ingest_settings, wait_for
-from tests.test_cases import add_crews
+from tests.integration.test_cases import add_crews
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT.parent / "shared" / "grafana-jsonschema"
 DAYS = 2
 
@@ -86,7 +86,13 @@ def city(service_state: ServiceState) -> Iterator[tuple[str, float]]:
         with RunningIngest(ingest_settings(ingest_client_id="dash-ingest"), url, broker.url) as ingest:
             asyncio.run(publish(host, int(port), publications, SimClock(start), own_links=set()))
             wait_for(lambda: ingest.received() >= len(publications), timeout=120, what="the two days received")
-            time.sleep(2.5)  # the last batch committed and one more statistics interval written
+
+            def stats_written() -> bool:  # every message counted in a statistics interval written to the database
+                with psycopg.connect(url) as conn:
+                    row = conn.execute("SELECT coalesce(sum(received), 0) FROM ingest_stats").fetchone()
+                return row is not None and row[0] >= len(publications)
+
+            wait_for(stats_written, timeout=60, what="the statistics of every message")
         with psycopg.connect(url) as conn:
             found = backfill(conn, definitions.load(), start, now)
             with conn.transaction():

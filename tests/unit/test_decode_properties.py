@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.decode import REASONS, Decoded, decode
-from tests.test_decode import CATALOGUE, LIMITS, NOW
+from tests.unit.test_decode import CATALOGUE, LIMITS, NOW
 
 TOPICS = [
     "lykta/solvik/streetlight_controller/SLC-0001/telemetry",

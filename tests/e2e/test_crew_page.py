@@ -8,8 +8,8 @@ import psycopg
 from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import Api
-from tests.test_cases import add_crews, finding, sync
-from tests.test_rules import NIGHT
+from tests.integration.test_cases import add_crews, finding, sync
+from tests.integration.test_rules import NIGHT
 
 
 def test_a_crew_signs_in_accepts_and_finishes_on_a_phone(api: Api) -> None:

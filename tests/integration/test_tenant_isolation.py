@@ -22,7 +22,7 @@ from storage.grafana import ensure_reader, reader_role
 from storage.panels import QUERIES
 from storage.rules import Finding
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 METRICS = ("power_w", "dim_level_pct", "voltage_v", "energy_kwh", "burning_hours_h", "road_temp_c",
            "dew_point_c", "water_level_m", "fill_pct")  # fmt: skip

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import psycopg
 
-from tests.test_cases import finding
-from tests.test_rules import NIGHT
+from tests.helpers import wait_for
+from tests.integration.test_cases import finding
+from tests.integration.test_rules import NIGHT
 
 
 def lykta(url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -55,39 +58,39 @@ def test_crews_tokens_and_a_cases_cycle_from_the_command_line(town_url: str) -> 
     assert bad_policy.returncode == 1 and "/nonexistent.yaml: cannot read" in bad_policy.stderr
 
 
-def test_cases_run_wakes_on_new_findings_and_stops_cleanly(town_url: str) -> None:
-    import signal
-    import time
-
+def test_cases_run_wakes_on_new_findings_and_stops_cleanly(town_url: str, tmp_path: Path) -> None:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("LYKTA_")}, "LYKTA_DATABASE_URL": town_url}
     env["LYKTA_SMTP_PORT"] = "9"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lykta.cli", "cases", "run", "--every", "300"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    env["LYKTA_LOG_LEVEL"] = "DEBUG"
+    log = tmp_path / "cases.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lykta.cli", "cases", "run", "--every", "300"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+            text=True,
+        )
     try:
-        deadline = time.monotonic() + 30
-        listening: list[tuple[int]] = []
-        while time.monotonic() < deadline and not listening:
+
+        def listening() -> bool:
             with psycopg.connect(town_url) as conn:
-                listening = conn.execute(
-                    "SELECT 1 FROM pg_stat_activity WHERE query = 'LISTEN lykta_findings'"
-                ).fetchall()
-            time.sleep(0.2)
-        assert listening, "lykta cases run did not start listening"
-        time.sleep(1)  # its first cycle (nothing to do) is over; the next is five minutes away
+                return bool(
+                    conn.execute("SELECT 1 FROM pg_stat_activity WHERE query = 'LISTEN lykta_findings'").fetchall()
+                )
+
+        wait_for(listening, timeout=30, what="lykta cases run listening")
+        # its first cycle (nothing to do) is over; the next is five minutes away
+        wait_for(lambda: "cases cycle done" in log.read_text(), timeout=30, what="the first cycle")
         finding(town_url, "SL-0003", "lampFailure", NIGHT)
-        deadline = time.monotonic() + 20
-        found = None
-        while time.monotonic() < deadline and not found:
+
+        def opened() -> bool:
             with psycopg.connect(town_url) as conn:
-                found = conn.execute("SELECT asset_id FROM cases").fetchall()
-            time.sleep(0.2)
-        assert found == [("SL-0003",)], "a new finding should wake the case handling (NOTIFY lykta_findings)"
+                return conn.execute("SELECT asset_id FROM cases").fetchall() == [("SL-0003",)]
+
+        wait_for(opened, timeout=20, what="a new finding to wake the case handling (NOTIFY lykta_findings)")
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+    err = log.read_text()
     assert proc.returncode == 0, err

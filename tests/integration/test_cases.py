@@ -11,14 +11,15 @@ import psycopg
 import pytest
 
 from cases import lifecycle, routing
-from cases.policy import Facts, Policies, PolicyError
+from cases.errors import PolicyError, WorkOrderError
+from cases.policy import Facts, Policies
 from storage import cases as store
 from storage import crews as crew_store
 from storage import rules as rule_store
 from storage import work_orders as order_store
 from storage.crews import Crew
 from storage.rules import Finding
-from tests.test_rules import NIGHT, store_readings
+from tests.integration.test_rules import NIGHT, store_readings
 
 NOW = NIGHT + 3600
 CIRCUIT = [f"SL-{n:04d}" for n in range(1, 35)]  # the 34 lamps of CAB-01-K1 in the sample town
@@ -170,7 +171,7 @@ def test_crew_work_is_verified_by_the_next_night_and_a_returning_fault_reopens(c
         order = order_store.active(conn, c["case_id"])
         assert order is not None
         routing.act(conn, order.work_order_id, "accept", "crew:ljus-norr", None, NOW + 60)
-        with pytest.raises(routing.WorkOrderError, match="cannot accept"):
+        with pytest.raises(WorkOrderError, match="cannot accept"):
             routing.act(conn, order.work_order_id, "accept", "crew:ljus-norr", None, NOW + 60)
     assert cases(city)[0]["status"] == "in_repair"
     with psycopg.connect(city) as conn, conn.transaction():
@@ -209,7 +210,7 @@ def test_unconfirmed_repairs_reopen_and_rejections_need_a_reason(city: str) -> N
     with psycopg.connect(city) as conn, conn.transaction():
         order = order_store.active(conn, c["case_id"])
         assert order is not None
-        with pytest.raises(routing.WorkOrderError, match="needs a reason"):
+        with pytest.raises(WorkOrderError, match="needs a reason"):
             routing.act(conn, order.work_order_id, "reject", "crew:ljus-norr", "  ", NOW)
         routing.act(conn, order.work_order_id, "done", "crew:ljus-norr", None, NOW)
     sync(city, NOW + 3 * 86400)  # the lamp's finding never cleared and two days passed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -68,14 +69,15 @@ def test_help_lists_every_environment_variable() -> None:
         assert name in text
 
 
-def test_secrets_stay_out_of_reprs_and_errors(cli_env: dict[str, str]) -> None:
+def test_secrets_stay_out_of_reprs_and_errors(tmp_path: Path) -> None:
     import subprocess
     import sys
 
     settings = config.load(environ={"LYKTA_MQTT_PASSWORD": "mq-s3cret", "LYKTA_SMTP_PASSWORD": "mail-s3cret"})
     assert settings.mqtt_password == "mq-s3cret"
     assert "mq-s3cret" not in repr(settings) and "mail-s3cret" not in repr(settings)
-    env = {**cli_env, "LYKTA_DATABASE_URL": "postgresql://lykta:db-s3cret@127.0.0.1:1/lykta"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LYKTA_")} | {"LYKTA_STATE_DIR": str(tmp_path)}
+    env["LYKTA_DATABASE_URL"] = "postgresql://lykta:db-s3cret@127.0.0.1:1/lykta"
     env |= {"LYKTA_MQTT_URL": "mqtt://127.0.0.1:1", "LYKTA_MQTT_USERNAME": "x", "LYKTA_MQTT_PASSWORD": "mq-s3cret"}
     for args in (["db", "info"], ["ingest"], ["cases", "list"]):
         done = subprocess.run([sys.executable, "-m", "lykta.cli", *args], capture_output=True, text=True, env=env,

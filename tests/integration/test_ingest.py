@@ -153,7 +153,7 @@ def test_every_rejection_reaches_the_dead_letters_with_its_raw_bytes(town_url: s
         ),
         ("lykta/solvik/streetlight_controller/SLC-0017/status", b"maybe", "bad_status"),
     ]
-    # decoder_error needs a bug in the decoder: tests/test_decode.py provokes one
+    # decoder_error needs a bug in the decoder: tests/unit/test_decode.py provokes one
     assert {reason for _, _, reason in bad} | {"decoder_error"} == set(REASONS)
     good = [reading(i, now - 600) for i in range(20)]
     with RunningIngest(ingest_settings(), town_url, broker):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psycopg
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "telemetry.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "telemetry.md"
 
 
 def _table(heading: str) -> list[list[str]]:

@@ -15,7 +15,7 @@ from simulators import scenario as scenarios
 from simulators.engine import simulate
 from tests.helpers import RunningIngest, ingest_settings, wait_for
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 SCENARIO = """
 seed: 3

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from tests.conftest import Api
-from tests.test_api import a_case, bearer, second_town
+from tests.integration.test_api import a_case, bearer, second_town
 
 INJECTIONS = [
     "' OR '1'='1",

@@ -13,7 +13,7 @@ from rules import definitions
 from rules.evaluate import Shard
 from rules.service import backtest, run_cycle
 from storage import assets, tenants
-from tests.test_rules import NIGHT, findings, lamp, store_readings
+from tests.integration.test_rules import NIGHT, findings, lamp, store_readings
 
 STEP = 600.0
 NO_FILES: list[Path] = []
@@ -142,7 +142,7 @@ def test_late_data_in_a_cycle_is_evaluated_over_its_whole_window(town_url: str) 
 def test_tenants_sharing_asset_ids_are_judged_apart(town_url: str) -> None:
     with psycopg.connect(town_url, autocommit=True) as conn:
         tenants.upsert(conn, "norrvik", "Norrviks kommun", "sv", "Europe/Stockholm")
-        records = inventory.parse_file(Path(__file__).resolve().parent.parent / "examples" / "solvik.csv")
+        records = inventory.parse_file(Path(__file__).resolve().parents[2] / "examples" / "solvik.csv")
         renamed = [replace(r, device_id="N-" + r.device_id) if r.device_id else r for r in records]
         assets.import_records(conn, "norrvik", renamed, "solvik.csv")
     rules = [r for r in definitions.load() if r.id == "lamp-failure"]

@@ -11,7 +11,7 @@ import pytest
 from floor.errors import InventoryError
 from floor.inventory import parse_csv, parse_file, parse_geojson
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _problems(exc: pytest.ExceptionInfo[InventoryError]) -> list[str]:

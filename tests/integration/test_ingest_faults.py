@@ -145,7 +145,9 @@ def test_sigterm_commits_and_acknowledges_everything(town_url: str, broker: str)
         assert stored == 3000 * 6
         # Acknowledged messages are not redelivered: a restarted ingest receives nothing new.
         ingest.start()
-        time.sleep(2)
+        wait_for(
+            lambda: "session resumed" in ingest.text(), timeout=30, what="the restarted ingest to resume its session"
+        )
         assert ingest.stop() == 0
         assert _count(town_url, "SELECT sum(duplicates) FROM ingest_stats") == 0
     finally:

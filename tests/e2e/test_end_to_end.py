@@ -26,10 +26,10 @@ from simulators.publish import publish
 from storage import cases as store
 from tests.conftest import Api
 from tests.helpers import Inbox, Receiver, RunningIngest, ingest_settings, wait_for
-from tests.test_outbox import point_crews_at
-from tests.test_rules import NIGHT
+from tests.integration.test_outbox import point_crews_at
+from tests.integration.test_rules import NIGHT
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 START = NIGHT - 4 * 3600  # 18:00 UTC: dark in Solvik in November
 FIXED = START + 4 * 3600  # the crew replaces the lamp at 22:00
 

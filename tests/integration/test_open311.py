@@ -16,8 +16,8 @@ import pytest
 from floor import inventory
 from storage import assets, tenants
 from tests.conftest import Api
-from tests.test_cases import add_crews, finding, sync
-from tests.test_rules import NIGHT
+from tests.integration.test_cases import add_crews, finding, sync
+from tests.integration.test_rules import NIGHT
 
 SERVICE_FIELDS = {"service_code", "service_name", "description", "metadata", "type", "keywords", "group"}
 ATTRIBUTE_FIELDS = {"variable", "code", "datatype", "required", "datatype_description", "order", "description"}
@@ -201,7 +201,7 @@ def test_bad_reports_are_refused_in_the_spec_format(api: Api) -> None:
 def test_several_jurisdictions_need_a_jurisdiction_id(api: Api) -> None:
     with psycopg.connect(api.url, autocommit=True) as conn:
         tenants.upsert(conn, "norrvik", "Norrviks kommun", "pt", "Europe/Lisbon")
-        records = inventory.parse_file(Path(__file__).resolve().parent.parent / "examples" / "solvik.csv")
+        records = inventory.parse_file(Path(__file__).resolve().parents[2] / "examples" / "solvik.csv")
         renamed = [replace(r, device_id="N-" + r.device_id) if r.device_id else r for r in records]
         assets.import_records(conn, "norrvik", renamed, "solvik.csv")
     anonymous = GeoReport(api.base)

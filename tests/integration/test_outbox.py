@@ -13,8 +13,8 @@ from lykta.process import free_port
 from storage import outbox as outbox_store
 from storage.outbox import NewMessage
 from tests.helpers import Inbox, Receiver
-from tests.test_cases import NOW, add_crews, finding, sync
-from tests.test_rules import NIGHT
+from tests.integration.test_cases import NOW, add_crews, finding, sync
+from tests.integration.test_rules import NIGHT
 
 
 def point_crews_at(url: str, receiver: Receiver) -> None:

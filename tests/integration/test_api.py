@@ -12,8 +12,8 @@ import psycopg
 from floor import inventory
 from storage import assets, tenants
 from tests.conftest import Api
-from tests.test_cases import add_crews, finding, sync
-from tests.test_rules import NIGHT
+from tests.integration.test_cases import add_crews, finding, sync
+from tests.integration.test_rules import NIGHT
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -78,7 +78,7 @@ def second_town(url: str) -> None:
     """norrvik: the sample inventory again (same asset ids) under another municipality."""
     with psycopg.connect(url, autocommit=True) as conn:
         tenants.upsert(conn, "norrvik", "Norrviks kommun", "sv", "Europe/Stockholm")
-        records = inventory.parse_file(Path(__file__).resolve().parent.parent / "examples" / "solvik.csv")
+        records = inventory.parse_file(Path(__file__).resolve().parents[2] / "examples" / "solvik.csv")
         renamed = [replace(r, device_id="N-" + r.device_id) if r.device_id else r for r in records]
         assets.import_records(conn, "norrvik", renamed, "solvik.csv")
 

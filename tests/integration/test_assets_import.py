@@ -13,7 +13,7 @@ from lykta import admin
 from storage import assets, tenants
 from storage.errors import UnknownTenant
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _counts(conn: psycopg.Connection) -> tuple[int, int]:

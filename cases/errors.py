@@ -1,0 +1,23 @@
+"""Errors of the case handling. Each docstring is the default message."""
+
+from floor.errors import LyktaError
+
+
+class CasesError(LyktaError):
+    """The case handling could not do what was asked."""
+
+
+class PolicyError(CasesError):
+    """A tenant's case policy file is invalid."""
+
+
+class WorkOrderError(CasesError):
+    """A crew or operator action that does not fit the work order's state (the API answers 409)."""
+
+
+class ReportError(CasesError):
+    """A citizen report that cannot be accepted; the message says why (Open311 answers 400)."""
+
+
+class Permanent(CasesError):
+    """The receiver refused the message for good (a 4xx answer other than 408 and 429)."""
