@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import attrgetter
 from typing import Any, Protocol
 
@@ -121,10 +121,12 @@ def silence(  # noqa: PLR0917 - the window and the devices of one rule
 
 
 class FindingStore(Protocol):
+    """Where findings go; each change returns the finding as it now is (findings are frozen)."""
+
     def open_for(self) -> dict[tuple[str, str, str], Finding]: ...
-    def opened(self, finding: Finding) -> None: ...
-    def kept(self, finding: Finding, last_seen: float, evidence: dict[str, Any]) -> None: ...
-    def cleared(self, finding: Finding, cleared_at: float) -> None: ...
+    def opened(self, finding: Finding) -> Finding: ...
+    def kept(self, finding: Finding, last_seen: float, evidence: dict[str, Any]) -> Finding: ...
+    def cleared(self, finding: Finding, cleared_at: float) -> Finding: ...
     def flush(self) -> None: ...
 
 
@@ -138,17 +140,19 @@ class DatabaseStore:
     def open_for(self) -> dict[tuple[str, str, str], Finding]:
         return store.open_findings(self.conn)
 
-    def opened(self, finding: Finding) -> None:
-        finding.finding_id = store.insert_finding(self.conn, finding)
+    def opened(self, finding: Finding) -> Finding:
+        return replace(finding, finding_id=store.insert_finding(self.conn, finding))
 
-    def kept(self, finding: Finding, last_seen: float, evidence: dict[str, Any]) -> None:
+    def kept(self, finding: Finding, last_seen: float, evidence: dict[str, Any]) -> Finding:
         if finding.finding_id is not None:
             self.touches.append((finding.finding_id, last_seen, evidence))
+        return finding
 
-    def cleared(self, finding: Finding, cleared_at: float) -> None:
+    def cleared(self, finding: Finding, cleared_at: float) -> Finding:
         if finding.finding_id is not None:
             self.flush()
             store.clear_finding(self.conn, finding.finding_id, cleared_at)
+        return finding
 
     def flush(self) -> None:
         """Write the findings seen again, in one statement."""
@@ -161,19 +165,29 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.all: list[Finding] = []
+        self._at: dict[tuple[str, str, str, float], int] = {}
 
     def open_for(self) -> dict[tuple[str, str, str], Finding]:
         return {(f.tenant_id, f.asset_id, f.rule_id): f for f in self.all if f.cleared_at is None}
 
-    def opened(self, finding: Finding) -> None:
+    def opened(self, finding: Finding) -> Finding:
+        self._at[self._key(finding)] = len(self.all)
         self.all.append(finding)
+        return finding
 
-    def kept(self, finding: Finding, last_seen: float, evidence: dict[str, Any]) -> None:
-        finding.last_seen = max(finding.last_seen, last_seen)
-        finding.evidence = evidence
+    def kept(self, finding: Finding, last_seen: float, evidence: dict[str, Any]) -> Finding:
+        return self._put(replace(finding, last_seen=max(finding.last_seen, last_seen), evidence=evidence))
 
-    def cleared(self, finding: Finding, cleared_at: float) -> None:
-        finding.cleared_at = max(finding.observed_at, cleared_at)
+    def cleared(self, finding: Finding, cleared_at: float) -> Finding:
+        return self._put(replace(finding, cleared_at=max(finding.observed_at, cleared_at)))
+
+    def _put(self, finding: Finding) -> Finding:
+        self.all[self._at[self._key(finding)]] = finding
+        return finding
+
+    @staticmethod
+    def _key(f: Finding) -> tuple[str, str, str, float]:
+        return f.tenant_id, f.asset_id, f.rule_id, f.observed_at
 
     def flush(self) -> None:
         """Nothing to write."""
@@ -378,7 +392,7 @@ def _reconcile(  # noqa: PLR0917 - one call site, all of it the state of one rul
                 open_finding(rule, asset, v.since, as_of, evidence, open_now, findings)
                 outcome.opened += 1
             else:
-                findings.kept(current, as_of, evidence)
+                open_now[key] = findings.kept(current, as_of, evidence)
                 outcome.kept += 1
         elif current is not None and v.since >= current.observed_at:
             findings.cleared(current, v.since)
@@ -395,8 +409,7 @@ def open_finding(  # noqa: PLR0917 - the parts of one new finding
     open_now: dict[tuple[str, str, str], Finding],
     findings: FindingStore,
 ) -> Finding:
-    finding = new_finding(rule, asset, since, as_of, as_of, evidence)
-    findings.opened(finding)
+    finding = findings.opened(new_finding(rule, asset, since, as_of, as_of, evidence))
     open_now[asset.tenant_id, asset.asset_id, rule.id] = finding
     return finding
 

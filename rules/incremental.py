@@ -165,7 +165,7 @@ class Step:
                     current = None
                     outcome.cleared += 1
             if state is not None and state[0] == 1.0 and current is not None:
-                self.findings.kept(current, t1, self._evidence(rule, state[1], t1))
+                open_now[key] = self.findings.kept(current, t1, self._evidence(rule, state[1], t1))
                 outcome.kept += 1
             keep = state is not None and (state[0] == 1.0 or current is not None)
             self._set(key, state if keep else None)
@@ -218,7 +218,7 @@ class Step:
                 outcome.opened += 1
             else:
                 evidence = {"last_reading": iso(seen), "limit_s": limit, **self._evidence(rule, None, t1)}
-                self.findings.kept(current, t1, evidence)
+                open_now[key_] = self.findings.kept(current, t1, evidence)
                 outcome.kept += 1
 
     @staticmethod

@@ -81,8 +81,10 @@ def reading_times(
     ).fetchall()
 
 
-@dataclass
+@dataclass(frozen=True)
 class Finding:
+    """A fault a rule found on an asset: open until ``cleared_at``; ``finding_id`` once stored."""
+
     tenant_id: str
     asset_id: str
     device_id: str | None

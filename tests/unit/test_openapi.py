@@ -22,7 +22,9 @@ def test_every_json_route_documents_its_answer() -> None:
     for path, methods in doc["paths"].items():
         for method, op in methods.items():
             seen += 1
-            ok = next(iter(op["responses"].get("200", {}).get("content", {}).values()), {}).get("schema")
+            content: dict[str, Any] = op["responses"].get("200", {}).get("content", {})
+            first: dict[str, Any] = next(iter(content.values()), {})
+            ok = first.get("schema")
             if not ok:
                 undocumented.append(f"{method.upper()} {path}: no schema")
                 continue
