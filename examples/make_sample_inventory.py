@@ -2,7 +2,7 @@
 
 Deterministic (fixed seed): running it again writes the same files.
 
-    python examples/make_sample_inventory.py
+    .venv/bin/python examples/make_sample_inventory.py
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import math
 import random
 from pathlib import Path
 from typing import Any
+
+from floor import inventory
 
 HERE = Path(__file__).resolve().parent
 CENTRE = (56.0465, 12.6945)  # lat, lon, on the Öresund coast
@@ -131,24 +133,9 @@ def build() -> list[dict[str, Any]]:
     return assets
 
 
-COLUMNS = [
-    "asset_id",
-    "kind",
-    "parent_id",
-    "name",
-    "district",
-    "maintenance_area",
-    "lat",
-    "lon",
-    "rated_power_w",
-    "lamp_type",
-    "install_date",
-    "criticality",
-    "device_id",
-    "reporting_interval_s",
-    "pole_height_m",
-    "crossing",
-]
+# the inventory format's columns (floor/inventory.py) without the device kind, which follows from the asset kind,
+# and two properties the format keeps as they are
+COLUMNS = [c for c in inventory.COLUMNS if c != "device_kind"] + ["pole_height_m", "crossing"]
 
 
 def main() -> None:
