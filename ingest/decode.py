@@ -17,6 +17,13 @@ import orjson
 
 TENANT_RE: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 DEVICE_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+RFC3339: Final = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+"""RFC 3339 section 5.6 (date-time), with the space that its note allows between date and time."""
+MAX_TOPIC_CHARS: Final = 256
+"""The longest topic the contract allows: lykta/ + tenant (63) + kind + device (128) + channel, with room."""
+TOPIC_CACHE_BYTES: Final = 8 * 1024 * 1024
+"""What the cache of parsed topics may hold (topic characters); valid topics only, so one per device."""
+MAX_DETAIL_CHARS: Final = 500
 DEVICE_KINDS: Final = frozenset(
     {
         "streetlight_controller",
@@ -127,6 +134,12 @@ class Event:
     detail: dict[str, Any]
 
 
+def _short(text: str, tail: str = "") -> str:
+    """At most ``MAX_DETAIL_CHARS`` characters, ``tail`` kept."""
+    room = MAX_DETAIL_CHARS - len(tail)
+    return (text if len(text) <= room else text[: room - 1] + "…") + tail
+
+
 @dataclass(slots=True)
 class Decoded:
     """What one message carried: readings ``(epoch seconds, metric id, value)``, a status or an event.
@@ -150,7 +163,7 @@ class Decoded:
         first = self.rejections[0]
         more = "; ".join(f"{r.reason}: {r.detail}" for r in self.rejections[1:20])
         extra = f" (+{len(self.rejections) - 20} more)" if len(self.rejections) > 20 else ""
-        return Rejection(first.reason, f"{first.detail}; also {more}{extra}")
+        return Rejection(first.reason, _short(f"{first.detail}; also {more}", extra))
 
 
 class _Reject(Exception):
@@ -160,21 +173,39 @@ class _Reject(Exception):
         self.detail = detail
 
 
-_topic_cache: dict[str, Topic | Rejection] = {}
+_topic_cache: dict[str, Topic] = {}
+_topic_cache_bytes = 0
+
+
+def clear_topic_cache() -> None:
+    global _topic_cache_bytes  # noqa: PLW0603 - one cache per process, like the catalogue
+    _topic_cache.clear()
+    _topic_cache_bytes = 0
+
+
+def topic_cache_bytes() -> int:
+    return _topic_cache_bytes
 
 
 def parse_topic(topic: str) -> Topic | Rejection:
+    """The parts of a topic, or why it is not one of the contract's. Valid topics are cached (bounded by
+    ``TOPIC_CACHE_BYTES``); refused ones never, so hostile topics cost nothing to keep."""
+    global _topic_cache_bytes  # noqa: PLW0603 - one cache per process, like the catalogue
     cached = _topic_cache.get(topic)
     if cached is not None:
         return cached
     result = _parse_topic(topic)
-    if len(_topic_cache) > 200_000:
-        _topic_cache.clear()
-    _topic_cache[topic] = result
+    if isinstance(result, Topic):
+        if _topic_cache_bytes + len(topic) > TOPIC_CACHE_BYTES:
+            clear_topic_cache()
+        _topic_cache[topic] = result
+        _topic_cache_bytes += len(topic)
     return result
 
 
 def _parse_topic(topic: str) -> Topic | Rejection:
+    if len(topic) > MAX_TOPIC_CHARS:
+        return Rejection("bad_topic", f"topic of {len(topic)} characters; the contract allows {MAX_TOPIC_CHARS}")
     parts = topic.split("/")
     if len(parts) != 5 or parts[0] != "lykta":
         return Rejection(
@@ -195,13 +226,12 @@ def _parse_topic(topic: str) -> Topic | Rejection:
 def parse_time(raw: Any, received_at: float, limits: Limits) -> float:
     """Epoch seconds of a ``ts`` value, checked against the receive time; raises _Reject."""
     if isinstance(raw, str):
+        if not RFC3339.match(raw):
+            raise _Reject("bad_timestamp", f"ts {raw[:60]!r} is not an RFC 3339 time (2026-12-01T12:00:00Z)")
         try:
-            parsed = datetime.fromisoformat(raw)
-        except ValueError:
-            raise _Reject("bad_timestamp", f"ts {raw[:60]!r} is not an RFC 3339 time") from None
-        if parsed.tzinfo is None:
-            raise _Reject("bad_timestamp", f"ts {raw[:60]!r} has no time zone offset")
-        value = parsed.timestamp()
+            value = datetime.fromisoformat(raw.upper().replace(" ", "T").replace("Z", "+00:00")).timestamp()
+        except (ValueError, OverflowError):
+            raise _Reject("bad_timestamp", f"ts {raw[:60]!r} is not a valid date and time") from None
     elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
         value = float(raw)
         if not math.isfinite(value):
@@ -216,7 +246,7 @@ def parse_time(raw: Any, received_at: float, limits: Limits) -> float:
 def check_time(value: float, received_at: float, limits: Limits) -> float:
     if value > received_at + limits.max_future_s:
         raise _Reject(
-            "timestamp_in_future", f"device time {_iso(value)} is {value - received_at:.0f} s ahead of the receive time"
+            "timestamp_in_future", f"device time {_iso(value)} is {value - received_at:.6g} s ahead of the receive time"
         )
     if value < received_at - limits.max_age_s:
         raise _Reject(
@@ -229,7 +259,18 @@ def _iso(epoch: float) -> str:
     try:
         return datetime.fromtimestamp(epoch, UTC).isoformat()
     except (OverflowError, OSError, ValueError):
-        return f"{epoch:g} s"
+        return f"{epoch:.6g} s"
+
+
+def _has_nul(value: Any) -> bool:
+    """Whether a decoded JSON value holds U+0000 anywhere (PostgreSQL's text and jsonb refuse it)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in k or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _value(name: str, raw: Any) -> float:
@@ -393,6 +434,8 @@ def _status(payload: bytes, doc: Any, received_at: float, limits: Limits) -> Sta
     if state not in ("online", "offline"):
         raise _Reject("bad_status", f"state {str(state)[:40]!r} is neither 'online' nor 'offline'")
     reason = doc.get("reason")
+    if _has_nul(reason):
+        raise _Reject("bad_status", "reason holds U+0000, which cannot be stored")
     time = parse_time(doc["ts"], received_at, limits) if "ts" in doc else received_at
     return Status(time=time, online=state == "online", reason=str(reason)[:200] if reason is not None else None)
 
@@ -410,6 +453,8 @@ def _event(doc: Any, received_at: float, limits: Limits) -> Event:
     detail = doc.get("detail", {})
     if not isinstance(detail, dict):
         raise _Reject("bad_schema", "event detail must be an object")
+    if _has_nul(detail):
+        raise _Reject("bad_schema", "event detail holds U+0000, which cannot be stored")
     return Event(time=time, event=str(name), value=value, detail=detail)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable
 
@@ -12,6 +13,7 @@ from storage import ingest as store
 from storage.ingest import DeviceRef
 
 NEGATIVE_TTL_S = 30.0
+MAX_MISSING = 20_000
 
 
 class Registry:
@@ -36,13 +38,15 @@ class Registry:
 
     async def resolve(
         self, conn: psycopg.AsyncConnection, wanted: Iterable[tuple[str, str, str]]
-    ) -> dict[tuple[str, str], DeviceRef | Rejection]:
-        """Look up every (tenant, device id, kind); one query for those not cached."""
+    ) -> dict[tuple[str, str, str], DeviceRef | Rejection]:
+        """Look up every (tenant, device id, kind): the same device id under two kinds gets two answers. One
+        query for the devices not cached."""
         now = self._clock()
-        unique = {(t, d): k for t, d, k in wanted}
+        unique = set(wanted)
+        kinds = {(t, d): k for t, d, k in sorted(unique)}  # the kind a device unknown so far is registered as
         misses = [
             key
-            for key in unique
+            for key in kinds
             if key not in self._devices and (key not in self._missing or now - self._missing[key] > NEGATIVE_TTL_S)
         ]
         if misses:
@@ -50,28 +54,37 @@ class Registry:
                 self._tenants = await store.load_tenants(conn)
             found = await store.find_devices(conn, misses)
             if self.register_unknown:
-                new = [(t, d, unique[(t, d)]) for t, d in misses if (t, d) not in found and t in self._tenants]
+                new = [(t, d, kinds[(t, d)]) for t, d in misses if (t, d) not in found and t in self._tenants]
                 found.update(await store.register_devices(conn, new))
             self._devices.update(found)
             for key in misses:
                 if key not in found:
-                    self._missing[key] = now
+                    self._remember_missing(key, now)
                 else:
                     self._missing.pop(key, None)
-        result: dict[tuple[str, str], DeviceRef | Rejection] = {}
-        for (tenant, device), kind in unique.items():
+        result: dict[tuple[str, str, str], DeviceRef | Rejection] = {}
+        for tenant, device, kind in unique:
             ref = self._devices.get((tenant, device))
             if ref is None:
                 if tenant not in self._tenants:
-                    result[(tenant, device)] = Rejection("unknown_tenant", f"no tenant {tenant!r}")
+                    result[(tenant, device, kind)] = Rejection("unknown_tenant", f"no tenant {tenant!r}")
                 else:
-                    result[(tenant, device)] = Rejection(
+                    result[(tenant, device, kind)] = Rejection(
                         "unknown_device", f"no device {device!r} for tenant {tenant!r}"
                     )
             elif ref.device_kind != kind:
-                result[(tenant, device)] = Rejection(
+                result[(tenant, device, kind)] = Rejection(
                     "device_kind_mismatch", f"device {device!r} is a {ref.device_kind}, the topic says {kind}"
                 )
             else:
-                result[(tenant, device)] = ref
+                result[(tenant, device, kind)] = ref
         return result
+
+    def _remember_missing(self, key: tuple[str, str], now: float) -> None:
+        """Remember an unknown device for ``NEGATIVE_TTL_S`` (one lookup per device and period, not per message),
+        at most ``MAX_MISSING`` of them: a hostile account inventing device ids costs bounded memory."""
+        self._missing.pop(key, None)
+        self._missing[key] = now  # insertion order is age order
+        if len(self._missing) > MAX_MISSING:
+            for old in list(itertools.islice(self._missing, len(self._missing) - MAX_MISSING)):
+                del self._missing[old]

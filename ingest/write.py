@@ -78,6 +78,8 @@ class WritePath:
         self.stop_requested = 0.0
         self._waiting = waiting
         self._conn: psycopg.AsyncConnection | None = None
+        self.transactions = 0
+        """batch transactions attempted (committed or refused), for the metrics and the tests"""
 
     # -- the connection -----------------------------------------------------------------------------------
 
@@ -120,7 +122,7 @@ class WritePath:
             t = d.topic
             rejection = d.rejected
             if t is not None:
-                ref = resolved[(t.tenant, t.device_id)]
+                ref = resolved[(t.tenant, t.device_id, t.device_kind)]
                 if isinstance(ref, Rejection):
                     rejection = ref
                 else:
@@ -156,6 +158,7 @@ class WritePath:
             try:
                 conn = await self.connection()
                 assembled, reasons = await self._assemble(conn, batch)
+                self.transactions += 1
                 result = await store.write_batch(conn, assembled)
             except (*RETRYABLE, DatabaseUnavailable) as exc:
                 await self.drop()
@@ -179,17 +182,14 @@ class WritePath:
                 if len(batch) == 1:
                     return await self._refused(batch[0], exc)
                 log.warning(
-                    "the database refused a batch of %d messages (%s); writing them one by one",
+                    "the database refused a batch of %d messages (%s); halving it to find what it refuses",
                     len(batch),
                     type(exc).__name__,
                 )
-                stored = duplicates = 0
-                all_reasons: list[str] = []
-                for one in batch:
-                    s, d, rs = await self.write([one])
-                    stored, duplicates = stored + s, duplicates + d
-                    all_reasons.extend(rs)
-                return stored, duplicates, all_reasons
+                half = len(batch) // 2
+                s1, d1, r1 = await self.write(batch[:half])
+                s2, d2, r2 = await self.write(batch[half:])
+                return s1 + s2, d1 + d2, r1 + r2
             if attempt:
                 log.info("database back after %d attempts", attempt)
             return result.stored, result.duplicates, reasons

@@ -260,6 +260,13 @@ VALUES (to_timestamp(%s), %s, %s, %s, %s, %s, %s)
 """
 
 
+def _text(value: str, limit: int) -> str:
+    """Text a dead letter can always keep: no U+0000 (PostgreSQL refuses it), at most ``limit`` characters (the
+    raw bytes are kept whole in ``payload``)."""
+    clean = value.replace("\x00", "\ufffd")
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
+
+
 async def write_batch(conn: psycopg.AsyncConnection, batch: IngestBatch) -> BatchResult:
     """Write everything in one transaction; raise psycopg errors unchanged for the caller to classify."""
     stored = 0
@@ -293,7 +300,15 @@ async def write_batch(conn: psycopg.AsyncConnection, batch: IngestBatch) -> Batc
             await cur.executemany(
                 _DEAD,
                 [
-                    (d.received_at, d.topic, d.payload, d.reason, d.detail, d.tenant_id, d.device_id)
+                    (
+                        d.received_at,
+                        _text(d.topic, 1024),
+                        d.payload,
+                        d.reason,
+                        _text(d.detail, 1000),
+                        d.tenant_id,
+                        _text(d.device_id, 128) if d.device_id else None,
+                    )
                     for d in batch.dead_letters
                 ],
             )
