@@ -83,6 +83,7 @@ class MqttLink:
         await self._close()
         self.lost.clear()
         self._acks.clear()
+        self._reading.set()  # a new connection reads (at least its CONNACK and SUBACK); the caller may pause again
         where = f"{self.host}:{self.port}"
         try:
             async with asyncio.timeout(answer_within):
@@ -181,7 +182,9 @@ class MqttLink:
         buf = bytearray()
         try:
             while True:
-                await self._reading.wait()
+                subscribing = self._subscribed is not None and not self._subscribed.done()
+                if not subscribing:  # never paused before the SUBACK: it may come behind redelivered messages
+                    await self._reading.wait()
                 chunk = await reader.read(_READ_CHUNK)
                 if not chunk:
                     self._lose("the broker closed the connection")

@@ -22,7 +22,7 @@ from prometheus_client import start_http_server
 from floor.config import Settings
 from floor.mqtt_login import client_login, client_tls
 from floor.service import sleep_unless, stop_on_signals, wait_any
-from ingest.decode import Limits, decode
+from ingest.decode import MAX_TOPIC_CHARS, Limits, decode
 from ingest.errors import BrokerUnavailable
 from ingest.mqtt import MqttLink
 from ingest.registry import Registry
@@ -62,6 +62,8 @@ class Ingest:
         self.stats = IngestStats(self.client_id)
         self.buffer: deque[Received] = deque()
         self.buffered_bytes = 0
+        self.in_flight = 0
+        """messages taken from the buffer into the batch being written"""
         self.stopping = asyncio.Event()
         self.writer = WritePath(database_url, self.registry, self.stats, self.stopping, lambda: len(self.buffer))
         self.connected = asyncio.Event()
@@ -73,11 +75,10 @@ class Ingest:
 
     def on_message(self, generation: int, mid: int, topic: str, payload: bytes) -> None:
         now = time.time()
-        self.buffer.append(
-            Received(
-                generation, mid, topic, payload, now, decode(topic, payload, now, self.registry.catalogue, self.limits)
-            )
-        )
+        decoded = decode(topic, payload, now, self.registry.catalogue, self.limits)
+        if len(topic) > MAX_TOPIC_CHARS:  # refused by the decoder; keep no more of it than the dead letter shows
+            topic = topic[:MAX_TOPIC_CHARS] + "…"
+        self.buffer.append(Received(generation, mid, topic, payload, now, decoded))
         self.buffered_bytes += len(payload) + len(topic)
         self.stats.on_received()
         if self.link is not None and (
@@ -88,6 +89,31 @@ class Ingest:
             self.link.pause()
         if len(self.buffer) >= self.settings.ingest_batch_messages:
             self._wake.set()
+
+    def _drop_earlier_connections(self) -> None:
+        """Forget the buffered QoS 1 messages of earlier connections: the broker delivers them again on this one
+        (they were never acknowledged), and holding them would only fill the receive window."""
+        current = self.link.generation if self.link else 0
+        kept: deque[Received] = deque()
+        for r in self.buffer:
+            if r.mid and r.generation != current:
+                self.buffered_bytes -= len(r.payload) + len(r.topic)
+            else:
+                kept.append(r)
+        self.buffer = kept
+        self._update_backlog()
+        self._resume_if_room()
+
+    def _resume_if_room(self) -> None:
+        if (
+            self.link is not None
+            and len(self.buffer) < self.settings.ingest_receive_maximum // 2
+            and self.buffered_bytes < self.settings.ingest_max_buffer_bytes // 2
+        ):
+            self.link.resume()
+
+    def _update_backlog(self) -> None:
+        self.stats.backlog.set(len(self.buffer) + self.in_flight)
 
     def _take(self) -> list[Received]:
         current = self.link.generation if self.link else 0
@@ -105,18 +131,18 @@ class Ingest:
         if not batch:
             return 0
         started = time.monotonic()
-        stored, duplicates, reasons = await self.writer.write(batch)
+        self.in_flight = len(batch)
+        try:
+            stored, duplicates, reasons = await self.writer.write(batch)
+        finally:
+            self.in_flight = 0
         committed = time.time()
         elapsed = time.monotonic() - started
         if self.link is not None:
             for r in batch:
                 self.link.ack(r.generation, r.mid)
             self.link.flush_acks()
-            if (
-                len(self.buffer) < self.settings.ingest_receive_maximum // 2
-                and self.buffered_bytes < self.settings.ingest_max_buffer_bytes // 2
-            ):
-                self.link.resume()
+            self._resume_if_room()
         self.stats.on_batch(
             len(batch),
             stored=stored,
@@ -125,7 +151,7 @@ class Ingest:
             seconds=elapsed,
             lag=committed - batch[0].received_at,
         )
-        self.stats.backlog.set(len(self.buffer))
+        self._update_backlog()
         return len(batch)
 
     async def _flusher(self) -> None:
@@ -172,6 +198,7 @@ class Ingest:
                 await sleep_unless(self.stopping, delay)
                 continue
             attempt = 0
+            self._drop_earlier_connections()
             self.stats.broker_up.set(1)
             self.connected.set()
             log.info(
@@ -197,13 +224,14 @@ class Ingest:
         while not self.stopping.is_set():
             if self.link is not None:
                 self.link.misc()
+            self._update_backlog()
             await sleep_unless(self.stopping, 1.0)
 
     async def _stats_writer(self) -> None:
         interval = self.settings.ingest_stats_interval_s
         while True:
             await sleep_unless(self.stopping, interval)
-            row = self.stats.take(len(self.buffer))
+            row = self.stats.take(len(self.buffer) + self.in_flight)
             try:
                 async with await psycopg.AsyncConnection.connect(
                     self.database_url, autocommit=True, connect_timeout=5

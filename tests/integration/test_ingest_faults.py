@@ -56,6 +56,13 @@ class IngestProcess:
         if proc.poll() is not None:
             raise AssertionError(f"ingest exited with {proc.returncode}:\n{self.text()[-3000:]}")
 
+    def start_without_waiting(self) -> None:
+        """Start it and return at once (it may still be waiting for the database or the broker)."""
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lykta.cli", "ingest"], env=self.env, stdout=self.log, stderr=self.log
+        )
+        self.starts += 1
+
     def text(self) -> str:
         return Path(self.log.name).read_text(errors="replace")
 

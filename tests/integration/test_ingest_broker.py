@@ -1,0 +1,167 @@
+"""Ingest when the broker restarts, and when the database is away at start: every message counted by identity.
+
+Message ``i`` is a streetlight reading at device time ``base + i`` (tests.helpers.reading); a message is stored
+when its six readings are, and the checks compare the set of stored device times with the set published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ingest.mqtt import MqttLink
+from lykta import mosquitto, postgres, services
+from lykta.mosquitto import MqttInfo
+from tests.conftest import make_state_dir
+from tests.helpers import wait_for
+from tests.integration.test_ingest_faults import IngestProcess, _stream
+
+pytestmark = pytest.mark.reliability
+
+
+@dataclass
+class Broker:
+    """A private Mosquitto that a test can restart on the same port, keeping its persistence."""
+
+    path: Path
+    info: MqttInfo
+
+    @property
+    def url(self) -> str:
+        return self.info.url
+
+    def restart(self) -> None:
+        """Graceful: SIGTERM (Mosquitto saves its sessions), then a new process on the same port."""
+        port = self.info.port
+        mosquitto.stop(self.info)
+        self.info = mosquitto.start(self.path, self.info)
+        assert self.info.port == port
+
+
+@pytest.fixture
+def restartable_broker() -> Iterator[Broker]:
+    path = make_state_dir("lykta-broker-")
+    broker = Broker(path, mosquitto.start(path, None))
+    try:
+        yield broker
+    finally:
+        mosquitto.stop(broker.info)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def stored(url: str, base: float) -> set[int]:
+    """The numbers of the messages whose six readings are stored."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            """SELECT round(extract(epoch FROM device_time)::numeric - %s::numeric)::int FROM telemetry
+               GROUP BY device_key, device_time HAVING count(*) = 6""",
+            (base,),
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def test_a_broker_restart_while_the_database_is_locked(town_url: str, restartable_broker: Broker) -> None:
+    """The database locked, ingest holding its receive window, the broker restarted: once the lock is gone, every
+    message is stored (the ones ingest held come again on the new connection)."""
+    base = float(int(time.time()) - 86_400)
+    total = 1500
+    ingest = IngestProcess(
+        town_url,
+        restartable_broker.url,
+        "paused-ingest",
+        LYKTA_INGEST_RECEIVE_MAXIMUM="200",
+        LYKTA_INGEST_BATCH_MESSAGES="100",
+    )
+    lock = psycopg.connect(town_url)
+    try:
+        ingest.start()
+        lock.execute("LOCK TABLE telemetry IN ACCESS EXCLUSIVE MODE")
+        _stream(restartable_broker.info.port, 0, total, base, rate=3000).join(60)
+        wait_for(lambda: _waiting(town_url), timeout=30, what="ingest blocked on the lock")
+        connected_before = ingest.text().count("connected to mqtt")
+        restartable_broker.restart()
+        wait_for(
+            lambda: ingest.text().count("connected to mqtt") > connected_before,
+            timeout=60,
+            what=f"ingest to reconnect to the restarted broker:\n{ingest.text()[-2000:]}",
+        )
+        lock.rollback()
+        wait_for(lambda: len(stored(town_url, base)) == total, timeout=90, what="every message after the lock")
+        assert stored(town_url, base) == set(range(total))
+        assert "did not acknowledge the subscription" not in ingest.text()
+    finally:
+        lock.close()
+        ingest.close()
+
+
+def test_a_paused_link_reads_the_suback_of_its_next_connection(restartable_broker: Broker) -> None:
+    """Ingest pauses reading when it holds its receive window. The paused state used to survive a reconnect, so the
+    SUBACK of the new connection was never read: "the MQTT broker did not acknowledge the subscription;
+    retrying..." forever, broker_connected=0. A new connection starts reading."""
+
+    async def scenario() -> bool:
+        link = MqttLink(
+            "127.0.0.1",
+            restartable_broker.info.port,
+            "paused-link",
+            ["$share/lykta/lykta/+/+/+/+"],
+            lambda *_: None,
+            receive_maximum=10,
+            session_expiry_s=600,
+            keepalive=30,
+        )
+        await link.connect()
+        link.pause()
+        await asyncio.to_thread(restartable_broker.restart)
+        await asyncio.wait_for(link.lost.wait(), 30)  # noticed although paused
+        try:
+            return await link.connect(answer_within=5)
+        finally:
+            await link.disconnect()
+
+    assert asyncio.run(scenario()) is True  # the session resumed, and the SUBACK was read
+
+
+def _waiting(url: str) -> bool:
+    """Whether some session waits for a lock on telemetry (ingest's flusher is blocked)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").fetchone()
+    return bool(row and row[0])
+
+
+def test_ingest_started_while_the_database_is_down_waits_for_it(state_dir: Path) -> None:
+    """`lykta ingest` used to exit 1 when the database was down at start (it retried only at runtime)."""
+    from floor import inventory
+    from storage import assets, migrations, tenants
+    from tests.helpers import EXAMPLES
+
+    state = services.up(state_dir, ephemeral=True)
+    assert state.postgres is not None and state.mqtt is not None
+    url = state.postgres.url()
+    with psycopg.connect(url, autocommit=True) as conn:
+        migrations.migrate(conn)
+        tenants.upsert(conn, "solvik", "Solvik kommun")
+        assets.import_records(conn, "solvik", inventory.parse_file(EXAMPLES / "solvik.csv"), "test")
+    postgres.stop(state.postgres)
+    ingest = IngestProcess(url, state.mqtt.url, "early-ingest")
+    base = float(int(time.time()) - 2 * 86_400)
+    try:
+        assert ingest.proc is None
+        ingest.start_without_waiting()
+        wait_for(lambda: "database" in ingest.text(), timeout=30, what="ingest to say it waits for the database")
+        assert ingest.proc is not None and ingest.proc.poll() is None, ingest.text()
+        again = services.up(state_dir, ephemeral=True)
+        assert again.postgres is not None
+        wait_for(lambda: "connected to mqtt" in ingest.text(), timeout=60, what="ingest to start once it is back")
+        _stream(state.mqtt.port, 0, 300, base, rate=2000).join(60)
+        wait_for(lambda: len(stored(url, base)) == 300, timeout=60, what="the readings")
+        assert stored(url, base) == set(range(300))
+    finally:
+        ingest.close()
