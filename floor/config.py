@@ -73,6 +73,8 @@ class Settings:
     """Prometheus metrics endpoint on 127.0.0.1; 0 turns it off."""
     ingest_stats_interval_s: int = 10
     """How often ingest writes its counters to the ingest_stats table."""
+    ingest_restart_limit: int = 5
+    """lykta ingest --workers: restarts of one worker within 5 minutes before the supervisor gives up (exit 1)."""
     max_payload_bytes: int = 262_144
     """Largest telemetry payload accepted (docs/telemetry.md)."""
     max_future_s: int = 300
@@ -235,6 +237,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "ingest_unknown_devices": _choice("reject", "register"),
     "ingest_metrics_port": _port,
     "ingest_stats_interval_s": _positive_int,
+    "ingest_restart_limit": _positive_int,
     "max_payload_bytes": _positive_int,
     "max_future_s": _positive_int,
     "max_age_days": _positive_int,

@@ -31,6 +31,7 @@ from ingest.write import Received, Unflushed, WritePath, backoff
 from storage import ingest as store
 from storage.connection import redact
 from storage.editions import StoragePath
+from storage.errors import DatabaseUnavailable
 
 log = logging.getLogger("lykta.ingest")
 
@@ -245,8 +246,25 @@ class Ingest:
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
+    async def _wait_for_database(self) -> psycopg.AsyncConnection | None:
+        """The database connection, once the database answers (None when told to stop first): a database that is
+        down at start is waited for, as at runtime."""
+        attempt = 0
+        while not self.stopping.is_set():
+            try:
+                return await self.writer.connection()
+            except DatabaseUnavailable as exc:
+                delay = backoff(attempt, base=0.5, cap=30)
+                log.warning("waiting for the database before starting, retrying in %.1f s: %s", delay, exc)
+                attempt += 1
+                await sleep_unless(self.stopping, delay)
+        return None
+
     async def run(self) -> None:
-        conn = await self.writer.connection()
+        conn = await self._wait_for_database()
+        if conn is None:
+            log.info("ingest %s stopped before the database answered", self.client_id)
+            return
         await self.registry.load(conn)
         self._path = await store.storage_path(conn)
         server = None

@@ -1,51 +1,113 @@
-"""``lykta ingest --workers N``: N ingest processes on one shared subscription, one per core.
+"""``lykta ingest --workers N``: N ingest processes on one shared subscription, one per core, supervised.
 
-A Python process decodes on one core; the shared subscription lets the broker
-spread messages over several. Each worker gets a stable client id
-(``<id>-<n>``) so that a restarted supervisor resumes the same sessions, and a
-metrics port of its own. SIGTERM and SIGINT are passed on; the supervisor exits
-when all workers have.
+A Python process decodes on one core; the shared subscription lets the broker spread messages over several.
+Each worker gets a stable client id (``<id>-<n>``) so that a restarted worker, or a restarted supervisor, resumes
+the same broker session and receives what waited in it, and a metrics port of its own.
+
+A worker that exits while the supervisor is not stopping is started again under the same client id, after a
+backoff (0.5 s doubling to 30 s). One that dies more than ``ingest_restart_limit`` times within five minutes is
+given up on: the supervisor stops the others and exits 1, so that the service manager above it sees the
+failure. SIGTERM and SIGINT are passed on; the supervisor exits when all workers have, with the worst code.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections import deque
+from dataclasses import dataclass, field
 from types import FrameType
 
 from floor.config import Settings
 from ingest.service import client_id_for
+from ingest.write import backoff
+
+log = logging.getLogger("lykta.ingest")
+
+RESTART_WINDOW_S = 300.0
+
+
+@dataclass
+class Worker:
+    number: int
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    deaths: deque[float] = field(default_factory=deque)
+    restart_at: float | None = None
+    code: int | None = None
 
 
 def supervise(settings: Settings, workers: int, argv: list[str]) -> int:
     base = client_id_for(settings)
-    args = _without_workers(argv)
-    procs = []
+    args = [sys.executable, "-m", "lykta.cli", *_without_workers(argv)]
+    team = []
     for n in range(1, workers + 1):
         env = {**os.environ, "LYKTA_INGEST_CLIENT_ID": f"{base}-{n}"}
         if settings.ingest_metrics_port:
             env["LYKTA_INGEST_METRICS_PORT"] = str(settings.ingest_metrics_port + n)
-        procs.append(subprocess.Popen([sys.executable, "-m", "lykta.cli", *args], env=env))
+        team.append(Worker(n, env))
+    stopping: list[int] = []
 
     def forward(signum: int, frame: FrameType | None) -> None:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signum)
+        del frame
+        stopping.append(signum)
+        for w in team:
+            if w.proc is not None and w.proc.poll() is None:
+                w.proc.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    codes = []
-    for proc in procs:
-        while True:
-            try:
-                codes.append(proc.wait())
-                break
-            except subprocess.TimeoutExpired:  # pragma: no cover - wait() without timeout does not raise
-                time.sleep(0.1)
-    return max(codes, default=0)
+    for w in team:
+        w.proc = subprocess.Popen(args, env=w.env)
+    gave_up = False
+    while True:
+        now = time.monotonic()
+        running = False
+        for w in team:
+            if w.proc is not None and w.proc.poll() is None:
+                running = True
+                continue
+            if w.proc is not None:  # it ended just now
+                w.code, w.proc = w.proc.returncode, None
+                if not stopping and not gave_up:
+                    gave_up = _schedule(w, settings.ingest_restart_limit, now)
+                    if gave_up:
+                        forward(signal.SIGTERM, None)
+            if w.restart_at is not None and not stopping and not gave_up:
+                running = True
+                if now >= w.restart_at:
+                    log.info("restarting ingest worker %d under the same client id", w.number)
+                    w.restart_at = None
+                    w.proc = subprocess.Popen(args, env=w.env)
+        if not running:
+            break
+        time.sleep(0.2)
+    codes = [w.code or 0 for w in team]
+    return 1 if gave_up else max(codes, default=0)
+
+
+def _schedule(w: Worker, limit: int, now: float) -> bool:
+    """Plan the restart of a worker that ended; True when it died too often and the supervisor gives up."""
+    w.deaths.append(now)
+    while w.deaths and now - w.deaths[0] > RESTART_WINDOW_S:
+        w.deaths.popleft()
+    if len(w.deaths) > limit:
+        log.error(
+            "ingest worker %d ended %d times within %.0f s (last exit code %s); the supervisor gives up",
+            w.number,
+            len(w.deaths),
+            RESTART_WINDOW_S,
+            w.code,
+        )
+        return True
+    delay = backoff(len(w.deaths) - 1, base=0.5, cap=30.0)
+    log.warning("ingest worker %d ended with exit code %s; restarting it in %.1f s", w.number, w.code, delay)
+    w.restart_at = now + delay
+    return False
 
 
 def _without_workers(argv: list[str]) -> list[str]:

@@ -7,7 +7,9 @@ when its six readings are, and the checks compare the set of stored device times
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from lykta import mosquitto, postgres, services
 from lykta.mosquitto import MqttInfo
 from tests.conftest import make_state_dir
 from tests.helpers import wait_for
-from tests.integration.test_ingest_faults import IngestProcess, _stream
+from tests.integration.test_ingest_faults import IngestProcess, _port, _stream
 
 pytestmark = pytest.mark.reliability
 
@@ -165,3 +167,57 @@ def test_ingest_started_while_the_database_is_down_waits_for_it(state_dir: Path)
         assert stored(url, base) == set(range(300))
     finally:
         ingest.close()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def test_the_supervisor_restarts_a_killed_worker_under_its_client_id(town_url: str, broker: str) -> None:
+    """kill -9 of one of `lykta ingest --workers 2` used to leave its share of the messages waiting in its broker
+    session for as long as it stayed dead; the supervisor neither restarted it nor exited."""
+    base = float(int(time.time()) - 3 * 86_400)
+    supervisor = IngestProcess(town_url, broker, "supervised", "--workers", "2")
+    supervisor.env["LYKTA_LOG_LEVEL"] = "INFO"
+    try:
+        supervisor.start_without_waiting()
+        assert supervisor.proc is not None
+        proc = supervisor.proc
+        wait_for(lambda: supervisor.text().count("connected to mqtt") >= 2, timeout=60, what="two workers connected")
+        workers = _children(proc.pid)
+        assert len(workers) == 2, workers
+        os.kill(workers[0], signal.SIGKILL)
+        _stream(_port(broker), 0, 2000, base, rate=2000).join(60)
+        wait_for(
+            lambda: len(stored(town_url, base)) == 2000, timeout=90, what=f"every message:\n{supervisor.text()[-2000:]}"
+        )
+        assert stored(town_url, base) == set(range(2000))
+        assert "restarting" in supervisor.text()
+        assert len(_children(proc.pid)) == 2
+        assert supervisor.stop() == 0
+    finally:
+        supervisor.close()
+
+
+def test_the_supervisor_gives_up_on_a_worker_that_keeps_dying(empty_db_url: str, broker: str) -> None:
+    """A worker that cannot run (here: the database has no lykta schema) is restarted with backoff, then the
+    supervisor stops and exits non-zero, so that the service manager above it sees the failure."""
+    supervisor = IngestProcess(empty_db_url, broker, "doomed", "--workers", "2")
+    supervisor.env["LYKTA_INGEST_RESTART_LIMIT"] = "3"
+    try:
+        supervisor.start_without_waiting()
+        assert supervisor.proc is not None
+        code = supervisor.proc.wait(120)
+        assert code != 0
+        assert "gives up" in supervisor.text() or "giving up" in supervisor.text(), supervisor.text()[-2000:]
+    finally:
+        supervisor.close()

@@ -26,7 +26,7 @@ from tests.helpers import EXAMPLES, Publisher, reading, wait_for
 class IngestProcess:
     """``lykta ingest`` as a child process, as an operator runs it."""
 
-    def __init__(self, database_url: str, mqtt_url: str, client_id: str, **env: str) -> None:
+    def __init__(self, database_url: str, mqtt_url: str, client_id: str, *args: str, **env: str) -> None:
         self.log = tempfile.NamedTemporaryFile(prefix=f"{client_id}-", suffix=".log", delete=False)
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("LYKTA_")},
@@ -38,13 +38,14 @@ class IngestProcess:
             "LYKTA_INGEST_BATCH_AGE_MS": "50",
             **env,
         }
+        self.args = list(args)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     def start(self) -> None:
         before = self.text().count("connected to mqtt")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "lykta.cli", "ingest"], env=self.env, stdout=self.log, stderr=self.log
+            [sys.executable, "-m", "lykta.cli", "ingest", *self.args], env=self.env, stdout=self.log, stderr=self.log
         )
         self.proc = proc
         self.starts += 1
@@ -59,7 +60,7 @@ class IngestProcess:
     def start_without_waiting(self) -> None:
         """Start it and return at once (it may still be waiting for the database or the broker)."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lykta.cli", "ingest"], env=self.env, stdout=self.log, stderr=self.log
+            [sys.executable, "-m", "lykta.cli", "ingest", *self.args], env=self.env, stdout=self.log, stderr=self.log
         )
         self.starts += 1
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 from floor import config
 from floor.errors import ConfigError
+from tests.helpers import wait_for
 
 
 def test_defaults() -> None:
@@ -79,8 +81,18 @@ def test_secrets_stay_out_of_reprs_and_errors(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LYKTA_")} | {"LYKTA_STATE_DIR": str(tmp_path)}
     env["LYKTA_DATABASE_URL"] = "postgresql://lykta:db-s3cret@127.0.0.1:1/lykta"
     env |= {"LYKTA_MQTT_URL": "mqtt://127.0.0.1:1", "LYKTA_MQTT_USERNAME": "x", "LYKTA_MQTT_PASSWORD": "mq-s3cret"}
-    for args in (["db", "info"], ["ingest"], ["cases", "list"]):
+    for args in (["db", "info"], ["cases", "list"]):
         done = subprocess.run([sys.executable, "-m", "lykta.cli", *args], capture_output=True, text=True, env=env,
                               timeout=60, check=False)  # fmt: skip
         assert done.returncode == 1 and "lykta:***@127.0.0.1:1" in done.stderr, (args, done.stderr)
         assert "s3cret" not in done.stdout + done.stderr
+    # ingest waits for its database (it says so, without the password) and stops cleanly when told to
+    log = tmp_path / "ingest.log"
+    with log.open("w") as sink:
+        ingest = subprocess.Popen([sys.executable, "-m", "lykta.cli", "ingest"], env=env, stdout=sink, stderr=sink)
+    try:
+        wait_for(lambda: "waiting for the database" in log.read_text(), timeout=30, what="ingest to wait")
+    finally:
+        ingest.send_signal(signal.SIGTERM)
+        assert ingest.wait(30) == 0
+    assert "lykta:***@127.0.0.1:1" in log.read_text() and "s3cret" not in log.read_text()
