@@ -21,6 +21,7 @@ import pytest
 from ingest.mqtt import MqttLink
 from lykta import mosquitto, postgres, services
 from lykta.mosquitto import MqttInfo
+from simulators.publisher import connection
 from tests.conftest import make_state_dir
 from tests.helpers import wait_for
 from tests.integration.test_ingest_faults import IngestProcess, _port, _stream
@@ -221,3 +222,41 @@ def test_the_supervisor_gives_up_on_a_worker_that_keeps_dying(empty_db_url: str,
         assert "gives up" in supervisor.text() or "giving up" in supervisor.text(), supervisor.text()[-2000:]
     finally:
         supervisor.close()
+
+
+def test_hostile_topics_and_invented_devices_cost_bounded_memory(town_url: str, broker: str) -> None:
+    """4,000 messages with 60,000-character device segments took a worker from 87 to 434 MB, and 100,000 unknown
+    device ids added 43 MB for good. 10,000 distinct 60 KB topics and 50,000 invented devices now leave a worker
+    under 300 MB, and every message is a dead letter."""
+    ingest = IngestProcess(town_url, broker, "hostile-topics")
+    peak = [0.0]
+
+    def dead_letters() -> int:
+        peak[0] = max(peak[0], ingest.rss_mb())
+        with psycopg.connect(town_url) as conn:
+            row = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
+        return int(row[0]) if row else 0
+
+    async def publish(messages: list[tuple[str, bytes]]) -> None:
+        async with connection("127.0.0.1", _port(broker), "hostile-device", window=500) as pub:
+            for topic, payload in messages:
+                await pub.publish(topic, payload)
+
+    try:
+        ingest.start()
+        long = [(f"lykta/solvik/streetlight_controller/{'x' * 60_000}{n}/telemetry", b"%d" % n) for n in range(10_000)]
+        asyncio.run(publish(long))
+        wait_for(lambda: dead_letters() == 10_000, timeout=180, what="10,000 dead letters for the long topics")
+        invented = [(f"lykta/solvik/streetlight_controller/FAKE-{n}/telemetry", b"%d" % n) for n in range(50_000)]
+        asyncio.run(publish(invented))
+        wait_for(lambda: dead_letters() == 60_000, timeout=180, what="50,000 dead letters for the invented devices")
+        with psycopg.connect(town_url) as conn:
+            reasons = dict(conn.execute("SELECT reason, count(*) FROM dead_letters GROUP BY 1").fetchall())
+            numbers = {
+                int(bytes(p)) for (p,) in conn.execute("SELECT payload FROM dead_letters WHERE reason = 'bad_topic'")
+            }
+        assert reasons == {"bad_topic": 10_000, "unknown_device": 50_000}
+        assert numbers == set(range(10_000))
+        assert peak[0] < 300, f"peak resident memory {peak[0]:.0f} MB"
+    finally:
+        ingest.close()
