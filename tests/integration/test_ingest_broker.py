@@ -251,7 +251,9 @@ def test_hostile_topics_and_invented_devices_cost_bounded_memory(town_url: str, 
         asyncio.run(publish(invented))
         wait_for(lambda: dead_letters() == 60_000, timeout=180, what="50,000 dead letters for the invented devices")
         with psycopg.connect(town_url) as conn:
-            reasons: dict[str, int] = dict(conn.execute("SELECT reason, count(*) FROM dead_letters GROUP BY 1").fetchall())
+            reasons: dict[str, int] = dict(
+                conn.execute("SELECT reason, count(*) FROM dead_letters GROUP BY 1").fetchall()
+            )
             numbers = {
                 int(bytes(p)) for (p,) in conn.execute("SELECT payload FROM dead_letters WHERE reason = 'bad_topic'")
             }
