@@ -6,6 +6,7 @@ import psycopg
 from psycopg import sql
 
 from storage import tenants
+from storage.errors import RowMissing
 
 READABLE = (
     "tenants", "asset_kinds", "metrics", "assets", "devices", "findings", "cases", "daylight", "energy_daily",
@@ -42,7 +43,7 @@ def ensure_reader(conn: psycopg.Connection, role: str, password: str, tenant_id:
     )
     database = conn.execute("SELECT current_database()").fetchone()
     if database is None:
-        raise LookupError("no current database")
+        raise RowMissing("no current database")
     names = {"db": sql.Identifier(database[0]), "role": sql.Identifier(role)}
     for statement in (
         "GRANT CONNECT ON DATABASE {db} TO {role}",
