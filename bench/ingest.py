@@ -55,7 +55,15 @@ def _publisher(port: int, plan: LoadPlan, out: object) -> None:
 
 
 def publish(
-    port: int, start: int, stop: int, base: float, processes: int, *, rate: float = 0.0, wall_ts: bool = False
+    port: int,
+    start: int,
+    stop: int,
+    base: float,
+    processes: int,
+    *,
+    rate: float = 0.0,
+    wall_ts: bool = False,
+    poison_every: int = 0,
 ) -> tuple[float, float]:
     """Publish with the simulator's load mode in several processes; (first publish, last acknowledged) times."""
     ctx = mp.get_context("fork")
@@ -66,7 +74,14 @@ def publish(
         lo = start + p * share
         hi = stop if p == processes - 1 else lo + share
         plan = LoadPlan(
-            tenant="solvik", devices=DEVICES, start=lo, stop=hi, base=base, wall_clock=wall_ts, rate=rate / processes
+            tenant="solvik",
+            devices=DEVICES,
+            start=lo,
+            stop=hi,
+            base=base,
+            wall_clock=wall_ts,
+            rate=rate / processes,
+            poison_every=poison_every,
         )
         procs.append(ctx.Process(target=_publisher, args=(port, plan, out)))
     first = time.time()
@@ -143,6 +158,19 @@ def rss_mb(pids: list[int]) -> float:
     return total
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the processes have used so far (less sensitive to the machine than wall time)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 def worker_pids(supervisor: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(supervisor)], capture_output=True, text=True, check=False)
     return [int(p) for p in out.stdout.split()] or [supervisor]
@@ -172,6 +200,8 @@ def main() -> None:
     parser.add_argument("--outage-seconds", type=float, default=60)
     parser.add_argument("--outage-rate", type=float, default=2_000)
     parser.add_argument("--batch-messages", type=int, default=2000)
+    parser.add_argument("--poison-messages", type=int, default=200_000, help="0 skips the poison phase")
+    parser.add_argument("--poison-every", type=int, default=1000)
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="lykta-bench-"))
@@ -224,11 +254,14 @@ def main() -> None:
             [sys.executable, "-m", "lykta.cli", "ingest", "--workers", str(args.workers)], env=env
         )
         time.sleep(3.0)
-        sampler = Sampler(worker_pids(ingest.pid))
+        pids = worker_pids(ingest.pid)
+        sampler = Sampler(pids)
         sampler.start()
         n = args.messages
+        cpu_before = cpu_seconds(pids)
         first, published = publish(port, 0, n, time.time() - 30 * 86400, args.publishers)
         end = wait_rows(url, first, n * 6)
+        cpu_used = cpu_seconds(pids) - cpu_before
         sampler.running = False
         rate = n / (end - first)
         results.append(
@@ -240,6 +273,25 @@ def main() -> None:
         results.append(("publishers alone (same run)", f"{n / (published - first):,.0f} msg/s"))
         results.append(("ratio to baseline", f"{rate / baseline:.1f}x"))
         results.append(("peak RSS of one ingest process at full load", f"{sampler.peak:.0f} MB"))
+        results.append(("CPU time of the ingest processes per message", f"{cpu_used / n * 1e6:.1f} µs"))
+
+        # -- poison --------------------------------------------------------------------------------
+        if args.poison_messages > 0:
+            start, k = n + 10_000_000, args.poison_every
+            count = args.poison_messages
+            poisoned = len([i for i in range(start, start + count) if i % k == 0])
+            first, _ = publish(port, start, start + count, time.time() - 25 * 86400, args.publishers, poison_every=k)
+            end = wait_rows(url, first, (count - poisoned) * 6)
+            with psycopg.connect(url) as conn:
+                row = conn.execute("SELECT count(*) FROM dead_letters WHERE reason = 'bad_schema'").fetchone()
+            poison_rate = count / (end - first)
+            results.append(
+                (
+                    f"one poison message (U+0000 in an event) per {k:,}: first publish to last commit",
+                    f"{poison_rate:,.0f} msg/s ({count:,} msgs, {row[0] if row else 0:,} dead letters); "
+                    f"{poison_rate / rate:.2f}x the clean run",
+                )
+            )
 
         # -- latency -------------------------------------------------------------------------------
         total = int(args.latency_rate * args.latency_seconds)

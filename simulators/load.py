@@ -32,6 +32,8 @@ class LoadPlan:
     """messages per second over all connections; 0 means as fast as possible"""
     connections: int = 1
     qos: int = 1
+    poison_every: int = 0
+    """every n-th message is an event whose detail holds U+0000 (which PostgreSQL cannot store); 0: none"""
 
 
 def streetlight_payload(i: int, ts: float) -> bytes:
@@ -72,7 +74,12 @@ async def _one(  # noqa: PLR0917 - one connection of run_load
                     await pub.flush()
                     await asyncio.sleep(ahead)
             ts = time.time() if plan.wall_clock else plan.base + i * plan.step
-            await pub.publish(topics[i % len(topics)], streetlight_payload(i, ts), plan.qos)
+            if plan.poison_every and i % plan.poison_every == 0:
+                topic = topics[i % len(topics)].rsplit("/", 1)[0] + "/event"
+                poison = orjson.dumps({"ts": ts, "event": "pole_tilt", "detail": {"note": f"nul \u0000 {i}"}})
+                await pub.publish(topic, poison, plan.qos)
+            else:
+                await pub.publish(topics[i % len(topics)], streetlight_payload(i, ts), plan.qos)
             sent += 1
     return sent
 
