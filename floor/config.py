@@ -54,7 +54,9 @@ class Settings:
     log_format: str = "text"
     """text or json (one JSON object per line)."""
     ingest_group: str = "lykta"
-    """Shared-subscription group of the ingest processes."""
+    """Shared-subscription group that earlier versions of ingest used; its subscription is removed at connect."""
+    ingest_partition: str = "1/1"
+    """k/N: this process stores the devices whose id hashes to k of N (lykta ingest --workers sets it)."""
     ingest_client_id: str | None = None
     """MQTT client id; stable per process so a restart resumes its session (default: lykta-ingest-<host>)."""
     ingest_batch_messages: int = 2000
@@ -172,6 +174,13 @@ def _name(name: str, raw: Any) -> str:
     return value
 
 
+def _partition(name: str, raw: Any) -> str:
+    match = re.fullmatch(r"(\d{1,2})/(\d{1,2})", str(raw).strip())
+    if not match or not 1 <= int(match[1]) <= int(match[2]) <= 64:
+        raise ConfigError(f"{name}: {raw!r} is not k/N with 1 <= k <= N <= 64 (for example 1/2)")
+    return f"{int(match[1])}/{int(match[2])}"
+
+
 def _log_level(name: str, raw: Any) -> str:
     value = str(raw).upper()
     if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -228,6 +237,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "log_level": _log_level,
     "log_format": _choice("text", "json"),
     "ingest_group": _name,
+    "ingest_partition": _partition,
     "ingest_client_id": _name,
     "ingest_batch_messages": _positive_int,
     "ingest_batch_age_ms": _positive_int,

@@ -21,7 +21,7 @@ from floor.errors import LyktaError
 
 # Control packet types [2.1.2]
 CONNECT, CONNACK, PUBLISH, PUBACK = 1, 2, 3, 4
-SUBSCRIBE, SUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 12, 13, 14
+SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 10, 11, 12, 13, 14
 
 PINGREQ_PACKET = b"\xc0\x00"
 DISCONNECT_PACKET = b"\xe0\x00"  # normal disconnection, no properties [3.14.2.1]
@@ -184,6 +184,11 @@ def subscribe_packet(packet_id: int, filters: Sequence[str], qos: int = 1) -> by
     """SUBSCRIBE [3.8] without properties; each filter with its maximum QoS."""
     body = struct.pack("!H", packet_id) + b"\x00" + b"".join(string(f) + bytes([qos]) for f in filters)
     return packet(0x82, body)
+
+
+def unsubscribe_packet(packet_id: int, filters: Sequence[str]) -> bytes:
+    """UNSUBSCRIBE [3.10] without properties."""
+    return packet(0xA2, struct.pack("!H", packet_id) + b"\x00" + b"".join(string(f) for f in filters))
 
 
 def publish_packet(topic: bytes, payload: bytes, qos: int, packet_id: int, retain: bool = False) -> bytes:

@@ -51,12 +51,15 @@ class MqttLink:
         receive_maximum: int,
         session_expiry_s: int,
         keepalive: int = 30,
+        unsubscribe: list[str] | None = None,
         username: str | None = None,
         password: str | None = None,
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host, self.port, self.client_id = host, port, client_id
         self.subscriptions = subscriptions
+        self.unsubscribe = unsubscribe or []
+        """filters this client no longer wants (an earlier version's subscription kept in its session)"""
         self.receive_maximum = min(receive_maximum, 65_535)
         self.session_expiry_s = session_expiry_s
         self.keepalive = keepalive
@@ -139,6 +142,8 @@ class MqttLink:
         except TimeoutError:
             await self._close()
             raise BrokerUnavailable("the MQTT broker did not acknowledge the subscription") from None
+        if self.unsubscribe:  # after the new subscription holds, so that no message falls between the two
+            writer.write(wire.unsubscribe_packet(2, self.unsubscribe))
         return connack.session_present
 
     async def _close(self) -> None:
@@ -194,6 +199,7 @@ class MqttLink:
                 used = self._parse(buf, generation)
                 if used:
                     del buf[:used]
+                self.flush_acks()  # what the receiver acknowledged at once (messages of another partition)
         except wire.MalformedPacket as exc:
             log.error("the MQTT broker sent a malformed packet (%s); closing the connection to reconnect", exc)  # noqa: TRY400
             self._lose(f"malformed packet: {exc}")
@@ -235,7 +241,7 @@ class MqttLink:
                 raise BrokerUnavailable(
                     f"the broker disconnected us: {wire.reason_text(reason)}" + (f" ({why})" if why else "")
                 )
-            elif kind not in (wire.PINGRESP, wire.PUBACK):
+            elif kind not in (wire.PINGRESP, wire.PUBACK, wire.UNSUBACK):
                 raise wire.MalformedPacket(f"packet type {kind} is not one a broker sends to a subscriber")
             pos = stop
 

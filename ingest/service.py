@@ -13,6 +13,7 @@ import asyncio
 import logging
 import socket
 import time
+import zlib
 from collections import deque
 from urllib.parse import urlsplit
 
@@ -40,6 +41,15 @@ STOP_GRACE_S = 10.0
 """After SIGTERM, how long ingest keeps trying to commit while the database is away before it exits."""
 
 
+def partition_of(topic: str, partitions: int) -> int:
+    """Which of ``partitions`` ingest processes (1-based) stores a message: by a stable hash of its device id, the
+    fourth topic segment; a topic without one goes to the first (its dead letter is written once)."""
+    parts = topic.split("/", 4)
+    if len(parts) < 5:
+        return 1
+    return zlib.crc32(parts[3].encode("utf-8", "replace")) % partitions + 1
+
+
 def client_id_for(settings: Settings) -> str:
     return settings.ingest_client_id or f"lykta-ingest-{socket.gethostname()}"[:64]
 
@@ -54,6 +64,7 @@ class Ingest:
         self.mqtt_host = parts.hostname or "127.0.0.1"
         self.mqtt_port = parts.port or (8883 if self.mqtt_tls else 1883)
         self.client_id = client_id_for(settings)
+        self.partition, self.partitions = (int(x) for x in settings.ingest_partition.split("/"))
         self.limits = Limits(
             max_payload_bytes=settings.max_payload_bytes,
             max_future_s=settings.max_future_s,
@@ -75,6 +86,10 @@ class Ingest:
     # -- receiving ----------------------------------------------------------------------------------
 
     def on_message(self, generation: int, mid: int, topic: str, payload: bytes) -> None:
+        if self.partitions > 1 and partition_of(topic, self.partitions) != self.partition:
+            if mid and self.link is not None:
+                self.link.ack(generation, mid)  # another process of the group stores it, from its own session
+            return
         now = time.time()
         decoded = decode(topic, payload, now, self.registry.catalogue, self.limits)
         if len(topic) > MAX_TOPIC_CHARS:  # refused by the decoder; keep no more of it than the dead letter shows
@@ -203,15 +218,16 @@ class Ingest:
             self.stats.broker_up.set(1)
             self.connected.set()
             log.info(
-                "connected to %s://%s:%d as %s%s (session %s), subscribed to $share/%s/%s",
+                "connected to %s://%s:%d as %s%s (session %s), subscribed to %s, storing partition %d of %d",
                 "mqtts" if self.mqtt_tls else "mqtt",
                 self.mqtt_host,
                 self.mqtt_port,
                 self.client_id,
                 f" (account {self.mqtt_login[0]})" if self.mqtt_login else "",
                 "resumed" if resumed else "new",
-                self.settings.ingest_group,
                 TOPIC_FILTER,
+                self.partition,
+                self.partitions,
             )
             await wait_any(self.link.lost, self.stopping)
             self.connected.clear()
@@ -276,8 +292,9 @@ class Ingest:
             self.mqtt_host,
             self.mqtt_port,
             self.client_id,
-            [f"$share/{self.settings.ingest_group}/{TOPIC_FILTER}"],
+            [TOPIC_FILTER],
             self.on_message,
+            unsubscribe=[f"$share/{self.settings.ingest_group}/{TOPIC_FILTER}"],
             receive_maximum=self.settings.ingest_receive_maximum,
             session_expiry_s=self.settings.ingest_session_expiry_s,
             username=self.mqtt_login[0] if self.mqtt_login else None,

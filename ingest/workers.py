@@ -1,6 +1,9 @@
-"""``lykta ingest --workers N``: N ingest processes on one shared subscription, one per core, supervised.
+"""``lykta ingest --workers N``: N ingest processes, one per core, each storing its partition of the devices.
 
-A Python process decodes on one core; the shared subscription lets the broker spread messages over several.
+A Python process decodes on one core. Each worker holds a plain, persistent subscription to all telemetry and
+stores the devices whose id hashes to its partition (``k/N``), acknowledging the others at once: every message
+waits in every worker's broker session until that worker has decided about it, so a broker restart (which
+forgets shared subscriptions in Mosquitto 2.0) or a dead worker loses nothing.
 Each worker gets a stable client id (``<id>-<n>``) so that a restarted worker, or a restarted supervisor, resumes
 the same broker session and receives what waited in it, and a metrics port of its own.
 
@@ -46,7 +49,7 @@ def supervise(settings: Settings, workers: int, argv: list[str]) -> int:
     args = [sys.executable, "-m", "lykta.cli", *_without_workers(argv)]
     team = []
     for n in range(1, workers + 1):
-        env = {**os.environ, "LYKTA_INGEST_CLIENT_ID": f"{base}-{n}"}
+        env = {**os.environ, "LYKTA_INGEST_CLIENT_ID": f"{base}-{n}", "LYKTA_INGEST_PARTITION": f"{n}/{workers}"}
         if settings.ingest_metrics_port:
             env["LYKTA_INGEST_METRICS_PORT"] = str(settings.ingest_metrics_port + n)
         team.append(Worker(n, env))

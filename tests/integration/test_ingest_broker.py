@@ -132,6 +132,42 @@ def test_a_paused_link_reads_the_suback_of_its_next_connection(restartable_broke
     assert asyncio.run(scenario()) is True  # the session resumed, and the SUBACK was read
 
 
+def test_messages_published_right_after_a_broker_restart_are_stored(town_url: str, restartable_broker: Broker) -> None:
+    """Mosquitto 2.0 does not keep a shared subscription over a restart: everything published between the
+    restart and ingest's re-subscription was acknowledged to the devices and lost (500 of 500). Ingest's
+    subscription is a plain one in its persistent session, which the broker restores with the session."""
+    base = float(int(time.time()) - 86_400)
+    ingest = IngestProcess(town_url, restartable_broker.url, "restart-ingest")
+    try:
+        ingest.start()
+        _stream(restartable_broker.info.port, 0, 200, base, rate=2000).join(60)
+        wait_for(lambda: len(stored(town_url, base)) == 200, timeout=60, what="the messages before the restart")
+        restartable_broker.restart()
+        _stream(restartable_broker.info.port, 200, 700, base, rate=5000).join(60)  # before ingest is back
+        wait_for(lambda: len(stored(town_url, base)) == 700, timeout=60, what="the messages after the restart")
+        assert stored(town_url, base) == set(range(700))
+    finally:
+        ingest.close()
+
+
+def test_messages_published_while_ingest_and_the_broker_were_both_down_are_stored(
+    town_url: str, restartable_broker: Broker
+) -> None:
+    """The same with ingest stopped across the broker restart: the messages wait in its restored session."""
+    base = float(int(time.time()) - 86_400)
+    ingest = IngestProcess(town_url, restartable_broker.url, "away-ingest")
+    try:
+        ingest.start()
+        assert ingest.stop() == 0
+        restartable_broker.restart()
+        _stream(restartable_broker.info.port, 0, 500, base, rate=5000).join(60)
+        ingest.start()
+        wait_for(lambda: len(stored(town_url, base)) == 500, timeout=60, what="the messages published meanwhile")
+        assert stored(town_url, base) == set(range(500))
+    finally:
+        ingest.close()
+
+
 def _waiting(url: str) -> bool:
     """Whether some session waits for a lock on telemetry (ingest's flusher is blocked)."""
     with psycopg.connect(url) as conn:

@@ -162,10 +162,11 @@ def test_sigterm_commits_and_acknowledges_everything(town_url: str, broker: str)
         ingest.close()
 
 
-def test_two_processes_share_the_subscription(town_url: str, broker: str) -> None:
+def test_two_processes_split_the_devices(town_url: str, broker: str) -> None:
+    """Two processes, partitions 1/2 and 2/2: each stores about half of the devices, together all of them once."""
     base = time.time() - 2 * 86400
-    first = IngestProcess(town_url, broker, "share-1")
-    second = IngestProcess(town_url, broker, "share-2")
+    first = IngestProcess(town_url, broker, "share-1", LYKTA_INGEST_PARTITION="1/2")
+    second = IngestProcess(town_url, broker, "share-2", LYKTA_INGEST_PARTITION="2/2")
     try:
         first.start()
         second.start()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 import psycopg
 import pytest
 from paho.mqtt import client as paho
@@ -21,7 +23,7 @@ from lykta.broker_accounts import Issued
 from lykta.mosquitto import BrokerSecurity, MqttInfo
 from storage import assets, tenants
 from tests.conftest import make_state_dir
-from tests.helpers import wait_for
+from tests.helpers import RunningIngest, ingest_settings, wait_for
 
 INVENTORY = (
     "asset_id,kind,lat,lon,rated_power_w,device_id\n"
@@ -326,3 +328,35 @@ def test_provisioning_for_a_broker_lykta_does_not_run(cli_env: dict[str, str], t
     assert "user lykta-ingest\ntopic read lykta/#" in acl
     assert "topic write lykta/north/streetlight_controller/D3:x/telemetry" in acl
     assert not any(r["password"] in done.stdout + done.stderr for r in issued.values())
+
+
+def test_a_device_in_ingests_share_group_takes_nothing_from_ingest(
+    db_url: str, secure_broker: SecureBroker, town: dict[str, dict[str, Issued]]
+) -> None:
+    """A device account subscribed to `$share/lykta/lykta/+/+/+/+` was picked round robin by Mosquitto, which then
+    refused delivery by ACL and dropped the message: 20 of 40 readings lost, acknowledged to the publisher, no dead
+    letter. Ingest's subscription is its own (a plain one): a device's share group takes nothing from it."""
+    password = town["lykta"]["ingest"].password
+    settings = ingest_settings(mqtt_username=INGEST_USERNAME, mqtt_password=password)
+    attacker = Client(secure_broker.info.port, town["north"]["D2"].username, town["north"]["D2"].password)
+    device = Client(secure_broker.info.port, town["north"]["D1"].username, town["north"]["D1"].password)
+    base = float(int(time.time()) - 3600)
+    try:
+        with RunningIngest(settings, db_url, secure_broker.info.url):
+            assert attacker.connect() == "Success" and device.connect() == "Success"
+            assert attacker.subscribe("$share/lykta/lykta/+/+/+/+") == "Granted QoS 1"
+            for n in range(40):
+                payload = orjson.dumps({"ts": base + n, "metrics": {"power_w": 40}})
+                assert device.publish(topic("north", "D1"), payload) == "Success"
+
+            def stored() -> set[int]:
+                with psycopg.connect(db_url) as c:
+                    rows = c.execute("SELECT extract(epoch FROM device_time)::float8 FROM telemetry").fetchall()
+                return {round(r[0] - base) for r in rows}
+
+            wait_for(lambda: len(stored()) == 40, 30, f"the 40 readings (stored: {len(stored())})")
+            assert stored() == set(range(40))
+            assert attacker.received == []
+    finally:
+        attacker.close()
+        device.close()
