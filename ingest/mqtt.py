@@ -20,6 +20,7 @@ import contextlib
 import logging
 import ssl
 import time
+import zlib
 from collections.abc import Callable
 
 from floor import mqtt_wire as wire
@@ -52,6 +53,7 @@ class MqttLink:
         session_expiry_s: int,
         keepalive: int = 30,
         unsubscribe: list[str] | None = None,
+        partition: tuple[int, int] = (1, 1),
         username: str | None = None,
         password: str | None = None,
         tls: ssl.SSLContext | None = None,
@@ -59,6 +61,9 @@ class MqttLink:
         self.host, self.port, self.client_id = host, port, client_id
         self.subscriptions = subscriptions
         self.unsubscribe = unsubscribe or []
+        self.partition, self.partitions = partition
+        """this client stores partition k of N; messages of other partitions are acknowledged as they arrive"""
+        self.foreign = 0
         """filters this client no longer wants (an earlier version's subscription kept in its session)"""
         self.receive_maximum = min(receive_maximum, 65_535)
         self.session_expiry_s = session_expiry_s
@@ -213,7 +218,8 @@ class MqttLink:
         """Handle every complete packet in ``buf``; returns the bytes consumed."""
         pos, end = 0, len(buf)
         on_message = self._on_message
-        frame, parse_publish = wire.frame, wire.parse_publish
+        frame, parse_publish, puback = wire.frame, wire.parse_publish, wire.puback_packet
+        partition, partitions = self.partition, self.partitions
         while True:
             framed = frame(buf, pos, end, MAX_PACKET_SIZE)
             if framed is None:
@@ -223,8 +229,13 @@ class MqttLink:
             kind = header >> 4
             if kind == wire.PUBLISH:
                 topic, mid, p = parse_publish(buf, header, start, stop)
-                self.received += 1
-                on_message(generation, mid, topic, bytes(buf[p:stop]))
+                if partitions > 1 and partition_of(topic, partitions) != partition:
+                    self.foreign += 1
+                    if mid:
+                        self._acks += puback(mid)  # sent after this read; another process stores it
+                else:
+                    self.received += 1
+                    on_message(generation, mid, topic, bytes(buf[p:stop]))
             elif kind == wire.SUBACK:
                 _, granted = wire.parse_suback(buf[start:stop])
                 future = self._subscribed
@@ -278,3 +289,12 @@ class MqttLink:
             self._last_ping = now
             with contextlib.suppress(OSError):
                 self._writer.write(wire.PINGREQ_PACKET)
+
+
+def partition_of(topic: str, partitions: int) -> int:
+    """Which of ``partitions`` ingest processes (1-based) stores a message: by a stable hash of its device id, the
+    fourth topic segment; a topic without one goes to the first (its dead letter is written once)."""
+    parts = topic.split("/", 4)
+    if len(parts) < 5:
+        return 1
+    return zlib.crc32(parts[3].encode("utf-8", "replace")) % partitions + 1

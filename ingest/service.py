@@ -13,7 +13,6 @@ import asyncio
 import logging
 import socket
 import time
-import zlib
 from collections import deque
 from urllib.parse import urlsplit
 
@@ -39,15 +38,6 @@ log = logging.getLogger("lykta.ingest")
 TOPIC_FILTER = "lykta/+/+/+/+"
 STOP_GRACE_S = 10.0
 """After SIGTERM, how long ingest keeps trying to commit while the database is away before it exits."""
-
-
-def partition_of(topic: str, partitions: int) -> int:
-    """Which of ``partitions`` ingest processes (1-based) stores a message: by a stable hash of its device id, the
-    fourth topic segment; a topic without one goes to the first (its dead letter is written once)."""
-    parts = topic.split("/", 4)
-    if len(parts) < 5:
-        return 1
-    return zlib.crc32(parts[3].encode("utf-8", "replace")) % partitions + 1
 
 
 def client_id_for(settings: Settings) -> str:
@@ -86,10 +76,6 @@ class Ingest:
     # -- receiving ----------------------------------------------------------------------------------
 
     def on_message(self, generation: int, mid: int, topic: str, payload: bytes) -> None:
-        if self.partitions > 1 and partition_of(topic, self.partitions) != self.partition:
-            if mid and self.link is not None:
-                self.link.ack(generation, mid)  # another process of the group stores it, from its own session
-            return
         now = time.time()
         decoded = decode(topic, payload, now, self.registry.catalogue, self.limits)
         if len(topic) > MAX_TOPIC_CHARS:  # refused by the decoder; keep no more of it than the dead letter shows
@@ -295,6 +281,7 @@ class Ingest:
             [TOPIC_FILTER],
             self.on_message,
             unsubscribe=[f"$share/{self.settings.ingest_group}/{TOPIC_FILTER}"],
+            partition=(self.partition, self.partitions),
             receive_maximum=self.settings.ingest_receive_maximum,
             session_expiry_s=self.settings.ingest_session_expiry_s,
             username=self.mqtt_login[0] if self.mqtt_login else None,

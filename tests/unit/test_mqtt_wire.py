@@ -282,3 +282,32 @@ def test_malformed_input_ends_the_connection_at_once_with_a_clear_log(caplog: py
     assert got_first
     assert exc == "None"
     assert any("malformed packet" in r.getMessage() for r in caplog.records)
+
+
+def test_partitions_split_devices_stably_and_keep_malformed_topics_in_the_first() -> None:
+    from ingest.mqtt import partition_of
+
+    topics = [f"lykta/solvik/streetlight_controller/SLC-{n:04d}/telemetry" for n in range(1, 245)]
+    split = [partition_of(t, 2) for t in topics]
+    assert set(split) == {1, 2} and 80 < split.count(1) < 164
+    assert [partition_of(t, 2) for t in topics] == split  # the same every time, in every process
+    assert partition_of(topics[0].replace("telemetry", "status"), 2) == split[0]  # by device, not by channel
+    assert partition_of("lykta/broken", 2) == 1
+    assert all(partition_of(t, 1) == 1 for t in topics)
+
+
+def test_messages_of_another_partition_are_acknowledged_not_delivered() -> None:
+    received: list[tuple[int, str, bytes]] = []
+    link = MqttLink(
+        "127.0.0.1", 1, "test", ["t"], lambda _g, mid, t, p: received.append((mid, t, p)),
+        receive_maximum=10, session_expiry_s=0, partition=(1, 2),
+    )  # fmt: skip
+    from ingest.mqtt import partition_of
+
+    topics = [f"lykta/solvik/streetlight_controller/SLC-{n:04d}/telemetry" for n in range(1, 21)]
+    stream = b"".join(wire.publish_packet(wire.string(t), b"x", 1, n) for n, t in enumerate(topics, start=1))
+    link._parse(bytearray(stream), 1)
+    mine = [n for n, t in enumerate(topics, start=1) if partition_of(t, 2) == 1]
+    assert [mid for mid, _, _ in received] == mine
+    others = [n for n in range(1, 21) if n not in mine]
+    assert bytes(link._acks) == b"".join(wire.puback_packet(n) for n in others)
