@@ -8,6 +8,12 @@ class LyktaError(Exception):
         super().__init__(message or (self.__doc__ or "").strip())
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (``no answer`` when it has none), for a message that stays one line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no answer"
+
+
 class ConfigError(LyktaError):
     """The configuration is invalid."""
 

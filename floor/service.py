@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
+from floor.errors import first_line
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -45,12 +47,6 @@ async def sleep_unless(stop: asyncio.Event, seconds: float) -> bool:
     """Sleep ``seconds`` unless ``stop`` is set first; returns whether it is set."""
     await wait_any(stop, within=max(0.0, seconds))
     return stop.is_set()
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an error's message, for a log line that stays one line."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 async def run_cycles(

@@ -36,8 +36,6 @@ from storage.errors import DatabaseUnavailable
 log = logging.getLogger("lykta.ingest")
 
 TOPIC_FILTER = "lykta/+/+/+/+"
-STOP_GRACE_S = 10.0
-"""After SIGTERM, how long ingest keeps trying to commit while the database is away before it exits."""
 
 
 def client_id_for(settings: Settings) -> str:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import psycopg
 
-from floor.service import first_line, sleep_unless
+from floor.errors import first_line
+from floor.service import sleep_unless
 from ingest.decode import Decoded, Rejection
 from ingest.registry import Registry
 from ingest.stats import IngestStats

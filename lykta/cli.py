@@ -316,9 +316,10 @@ def _database_problem(exc: Exception, url: str | None) -> str | None:
     """A clear line for database errors that reach the top (passwords removed), None for anything else."""
     import psycopg
 
+    from floor.errors import first_line
     from storage.connection import redact
 
-    first = (str(exc).strip().splitlines() or ["no answer"])[0]
+    first = first_line(exc)
     if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedFunction):
         return f"the database schema is not up to date ({redact(first)}); run lykta db migrate"
     if isinstance(exc, psycopg.OperationalError):

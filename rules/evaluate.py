@@ -14,7 +14,6 @@ import itertools
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from operator import attrgetter
 from typing import Any, Protocol
 
 import numpy as np
@@ -25,7 +24,7 @@ from floor.timefmt import iso
 from rules.definitions import Rule
 from rules.detectors import DETECTORS
 from storage import rules as store
-from storage.rules import RULE_ASSET_FIELDS, Finding, RuleAsset
+from storage.rules import Finding, RuleAsset
 
 MIN_LOOKBACK_S = 3 * 3600.0
 
@@ -238,8 +237,7 @@ class AssetTable:
                 self.refs.append(r)
                 self.rows.append(a)
         self.by_key = {a.device_key: n for n, a in enumerate(self.rows) if a.device_key is not None}
-        values = attrgetter(*RULE_ASSET_FIELDS)
-        table = pd.DataFrame([values(a) for a in self.rows], columns=list(RULE_ASSET_FIELDS))
+        table = store.asset_frame(self.rows)
         if table.empty:
             table = pd.DataFrame(columns=["kind", "lat", "lon", "rated_power_w", "parent_id", "device_key"])
         table.index = pd.RangeIndex(len(table), name="asset_id")

@@ -91,7 +91,7 @@ def backfill(
     at a pace (without it, receive times are taken as they are).
     """
     assets = rule_store.load_assets(conn)
-    table = pd.DataFrame(assets).drop_duplicates("asset_id").set_index("asset_id")
+    table = rule_store.asset_frame(assets).drop_duplicates("asset_id").set_index("asset_id")
     by_key = {a.device_key: a for a in assets if a.device_key is not None}
     found: list[tuple[Rule, RuleAsset, Episode]] = []
     for rule in rules:

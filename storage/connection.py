@@ -6,6 +6,7 @@ import re
 
 import psycopg
 
+from floor.errors import first_line
 from storage.errors import DatabaseUnavailable
 
 
@@ -18,5 +19,5 @@ def connect(url: str, *, autocommit: bool = False, connect_timeout: int = 10) ->
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=connect_timeout)
     except psycopg.OperationalError as exc:
-        message = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer")
+        message = redact(first_line(exc))
         raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {message}") from exc
