@@ -43,6 +43,9 @@ class Settings:
     """CA certificates that verify the broker for mqtts:// URLs; default: the system's."""
     mqtt_security: bool = False
     """lykta services up: refuse anonymous clients; accounts and topics from lykta devices provision."""
+    mqtt_autosave_seconds: int = 10
+    """lykta services up: the broker saves its sessions and queued messages this often (a crash loses at most
+    this much of what ingest had not yet committed; docs/ingest.md)."""
     mqtt_tls_cert_file: Path | None = None
     """lykta services up: serve MQTT over TLS with this certificate chain (PEM)."""
     mqtt_tls_key_file: Path | None = None
@@ -231,6 +234,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "mqtt_password": lambda _n, raw: str(raw),
     "mqtt_ca_file": _file,
     "mqtt_security": _bool,
+    "mqtt_autosave_seconds": _positive_int,
     "mqtt_tls_cert_file": _file,
     "mqtt_tls_key_file": _file,
     "retention_days": _positive_int,

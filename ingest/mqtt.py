@@ -1,4 +1,4 @@
-"""The MQTT v5 subscriber of ingest: a persistent session, a shared subscription, acknowledgements on demand.
+"""The MQTT v5 subscriber of ingest: a persistent session, a plain subscription, acknowledgements on demand.
 
 Why not paho-mqtt or aiomqtt here: aiomqtt does not let the application decide
 when a QoS 1 message is acknowledged, and paho-mqtt (which does, with
@@ -9,8 +9,9 @@ streams, parsing packets in bulk from large reads. The tests run it against the
 real Mosquitto and publish with paho-mqtt.
 
 Each connection has a generation number: acknowledgements for messages of an
-earlier connection are not sent, because the broker redelivers those messages
-on the new connection.
+earlier connection are not sent (their packet ids mean nothing on the new
+connection); ingest still commits those messages, because a broker that crashed
+before saving them does not deliver them again.
 """
 
 from __future__ import annotations

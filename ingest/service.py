@@ -90,20 +90,6 @@ class Ingest:
         if len(self.buffer) >= self.settings.ingest_batch_messages:
             self._wake.set()
 
-    def _drop_earlier_connections(self) -> None:
-        """Forget the buffered QoS 1 messages of earlier connections: the broker delivers them again on this one
-        (they were never acknowledged), and holding them would only fill the receive window."""
-        current = self.link.generation if self.link else 0
-        kept: deque[Received] = deque()
-        for r in self.buffer:
-            if r.mid and r.generation != current:
-                self.buffered_bytes -= len(r.payload) + len(r.topic)
-            else:
-                kept.append(r)
-        self.buffer = kept
-        self._update_backlog()
-        self._resume_if_room()
-
     def _resume_if_room(self) -> None:
         if (
             self.link is not None
@@ -116,13 +102,10 @@ class Ingest:
         self.stats.backlog.set(len(self.buffer) + self.in_flight)
 
     def _take(self) -> list[Received]:
-        current = self.link.generation if self.link else 0
         batch: list[Received] = []
         while self.buffer and len(batch) < self.settings.ingest_batch_messages:
             r = self.buffer.popleft()
             self.buffered_bytes -= len(r.payload) + len(r.topic)
-            if r.mid and r.generation != current:
-                continue  # came on an earlier connection: the broker redelivers it on this one
             batch.append(r)
         return batch
 
@@ -198,7 +181,10 @@ class Ingest:
                 await sleep_unless(self.stopping, delay)
                 continue
             attempt = 0
-            self._drop_earlier_connections()
+            # Messages of an earlier connection stay in the buffer and are committed (they cannot be acknowledged
+            # on this one): a broker that crashed before saving them will not deliver them again, and one that
+            # does gives a duplicate that the write path recognises.
+            self._resume_if_room()
             self.stats.broker_up.set(1)
             self.connected.set()
             log.info(

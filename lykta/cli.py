@@ -26,7 +26,9 @@ def _services(settings: config.Settings, args: argparse.Namespace) -> int:
                 tls_cert=settings.mqtt_tls_cert_file,
                 tls_key=settings.mqtt_tls_key_file,
             )
-        state = services.up(settings.state_dir, ephemeral=args.ephemeral, security=security)
+        state = services.up(
+            settings.state_dir, ephemeral=args.ephemeral, security=security, autosave_s=settings.mqtt_autosave_seconds
+        )
         for line in services.describe(state):
             print(line)
         print(f"connection settings recorded in {settings.services_file}")

@@ -96,6 +96,7 @@ def up(
     ephemeral: bool = False,
     postgres_settings: dict[str, str] | None = None,
     security: BrokerSecurity | None = None,
+    autosave_s: int = mosquitto.AUTOSAVE_SECONDS,
 ) -> ServiceState:
     """Start both services (those already running are kept) and record where they run. With ``security``
     the broker refuses anonymous clients and knows the accounts provisioned in the database (if it is
@@ -110,7 +111,7 @@ def up(
     if security is not None and security.authenticate:
         accounts = broker_files_from_registry(pg.url(), state_dir)
         log.info("broker accounts: %s", "none yet (schema not migrated)" if accounts is None else accounts)
-    mq = mosquitto.start(state_dir.resolve(), previous.mqtt, security)
+    mq = mosquitto.start(state_dir.resolve(), previous.mqtt, security, autosave_s=autosave_s)
     state = ServiceState(postgres=pg, mqtt=mq)
     state.save(state_dir)
     return state
