@@ -41,8 +41,9 @@ class Settings:
     """Its password (never printed)."""
     mqtt_ca_file: Path | None = None
     """CA certificates that verify the broker for mqtts:// URLs; default: the system's."""
-    mqtt_security: bool = False
-    """lykta services up: refuse anonymous clients; accounts and topics from lykta devices provision."""
+    mqtt_security: bool = True
+    """lykta services up: refuse anonymous clients; accounts, client ids and topics from lykta devices provision
+    (false, or services up --anonymous, lets anyone in)."""
     mqtt_autosave_seconds: int = 10
     """lykta services up: the broker saves its sessions and queued messages this often (a crash loses at most
     this much of what ingest had not yet committed; docs/ingest.md)."""

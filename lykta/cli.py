@@ -16,16 +16,9 @@ Command = Callable[[config.Settings, argparse.Namespace], int]
 
 def _services(settings: config.Settings, args: argparse.Namespace) -> int:
     from lykta import services
-    from lykta.mosquitto import BrokerSecurity
 
     if args.action == "up":
-        security = None
-        if settings.mqtt_security or settings.mqtt_tls_cert_file:
-            security = BrokerSecurity(
-                authenticate=settings.mqtt_security,
-                tls_cert=settings.mqtt_tls_cert_file,
-                tls_key=settings.mqtt_tls_key_file,
-            )
+        security = services.security_from(settings, anonymous=args.anonymous)
         state = services.up(
             settings.state_dir, ephemeral=args.ephemeral, security=security, autosave_s=settings.mqtt_autosave_seconds
         )
@@ -55,6 +48,7 @@ def _devices(settings: config.Settings, args: argparse.Namespace) -> int:
         ingest=args.ingest,
         secrets=Path(args.secrets) if args.secrets else None,
         broker_dir=Path(args.broker_dir) if args.broker_dir else None,
+        ca_file=settings.mqtt_ca_file,
     )
     for line in devices.provision(admin.database_url(settings), settings.state_dir, request):
         print(line)
@@ -141,7 +135,7 @@ def _simulate(settings: config.Settings, args: argparse.Namespace) -> int:
                 args.messages,
                 args.connections,
                 args.rate,
-                login=client_login(settings, local_ingest=False),
+                login=client_login(settings, local_ingest=False, tenant=args.tenant),
                 ca_file=settings.mqtt_ca_file,
             )
         )
@@ -170,7 +164,7 @@ def _simulate(settings: config.Settings, args: argparse.Namespace) -> int:
         start=start,
         seed=args.seed,
         ground_truth_file=Path(args.ground_truth) if args.ground_truth else None,
-        login=client_login(settings, local_ingest=False),
+        login=client_login(settings, local_ingest=False, tenant=args.tenant),
         ca_file=settings.mqtt_ca_file,
     )
     report, faults = asyncio.run(run.run_simulation(request))
@@ -205,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--ephemeral",
         action="store_true",
         help="trade durability for speed (fsync off): for tests and benchmarks only",
+    )
+    p.add_argument(
+        "--anonymous",
+        action="store_true",
+        help="let any client use the broker without an account (like mqtt_security = false): never in production",
     )
     p.set_defaults(func=_services)
 

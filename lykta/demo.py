@@ -25,7 +25,8 @@ from dashboards.build import build_all
 from dashboards.grafana_sql import expand
 from floor.config import Settings
 from floor.errors import LyktaError
-from lykta import admin, demo_cases, services
+from floor.mqtt_login import local_gateway_login, local_login
+from lykta import admin, demo_cases, devices, services
 from rules import definitions
 from rules.replay import TimeMap, backfill, persist
 from simulators.run import SimulationRequest, run_simulation
@@ -73,7 +74,7 @@ async def _watch(url: str, stop: asyncio.Event) -> None:
 SPEED = 10_080.0  # a week in a minute
 
 
-async def _simulate_week(url: str, mqtt_url: str, start: float) -> float:
+async def _simulate_week(url: str, mqtt_url: str, start: float, settings: Settings) -> float:
     """Publish the week while showing the ingest rate; return when ingest has received everything."""
     stop = asyncio.Event()
     watcher = asyncio.create_task(_watch(url, stop))
@@ -87,6 +88,8 @@ async def _simulate_week(url: str, mqtt_url: str, start: float) -> float:
         start=start,
         ground_truth_file=truth,
         quiet=True,
+        login=local_gateway_login(settings.state_dir, TENANT[0]) if settings.mqtt_security else None,
+        ca_file=settings.mqtt_ca_file,
     )
     before = (await asyncio.to_thread(_ingest_totals, url))[0]
     began = time.monotonic()
@@ -131,7 +134,8 @@ def _findings(url: str, start: float, wall0: float) -> list[str]:
 
 def run(settings: Settings, inventory: Path | None = None) -> int:
     inventory = inventory or SAMPLE
-    state = services.up(settings.state_dir)
+    security = services.security_from(settings)
+    state = services.up(settings.state_dir, security=security, autosave_s=settings.mqtt_autosave_seconds)
     _say("services", services.status(settings.state_dir))
     url = admin.database_url(settings)
     mqtt_url = settings.mqtt_url or (state.mqtt.url if state.mqtt else "")
@@ -143,6 +147,14 @@ def run(settings: Settings, inventory: Path | None = None) -> int:
     with connect(url) as conn:
         summary = assets.summary(conn, tenant_id)
     _say("assets", [f"{kind}: {n}" for kind, n in summary.assets_by_kind.items()] + [f"devices: {summary.devices}"])
+    login: dict[str, str] = {}
+    if security is not None and security.authenticate:
+        request = devices.ProvisionRequest(tenant=tenant_id, gateway=True, ca_file=settings.mqtt_ca_file)
+        _say("broker accounts (lykta devices provision --gateway)", devices.provision(url, settings.state_dir, request))
+        ingest_login = local_login(settings.state_dir)
+        if ingest_login is None:
+            raise LyktaError("the ingest account was not provisioned")
+        login = {"LYKTA_MQTT_USERNAME": ingest_login[0], "LYKTA_MQTT_PASSWORD": ingest_login[1]}
 
     env = {
         **os.environ,
@@ -152,8 +164,9 @@ def run(settings: Settings, inventory: Path | None = None) -> int:
         "LYKTA_INGEST_STATS_INTERVAL_S": "1",
         "LYKTA_INGEST_CLIENT_ID": "lykta-demo-ingest",
         "LYKTA_LOG_LEVEL": "WARNING",
+        **login,
     }
-    _say("ingest", ["lykta ingest --workers 2 (one process per core on a shared subscription)"])
+    _say("ingest", ["lykta ingest --workers 2 (one process per core, each storing its partition of the devices)"])
     ingest = subprocess.Popen([sys.executable, "-m", "lykta.cli", "ingest", "--workers", "2"], env=env)
     try:
         time.sleep(2.0)
@@ -161,7 +174,7 @@ def run(settings: Settings, inventory: Path | None = None) -> int:
             raise LyktaError(f"lykta ingest exited with {ingest.returncode}")
         _say("a simulated week of Solvik, ending now, published at a week per minute", [])
         start = time.time() - 7 * 86400 - 120
-        wall0 = asyncio.run(_simulate_week(url, mqtt_url, start))
+        wall0 = asyncio.run(_simulate_week(url, mqtt_url, start, settings))
         time.sleep(1.5)  # the last statistics interval
     finally:
         ingest.send_signal(signal.SIGTERM)

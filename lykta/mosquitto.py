@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from floor.errors import NotInstalledError, ServiceError
-from lykta.broker_accounts import write_empty_broker_files
+from lykta.broker_accounts import DYNSEC_FILE, admin_login, write_broker_file
 from lykta.process import Account, accepts_connections, cmdline, free_port, is_alive, stop_pid
 
 # Messages queued per client session while it is offline or slow (QoS 1 and 2).
@@ -54,6 +54,15 @@ class MqttInfo:
         return cls(**data)
 
 
+def find_dynsec_plugin() -> Path:
+    """Mosquitto's dynamic-security plugin, which Debian's package ships beside the broker."""
+    for pattern in ("/usr/lib/*/mosquitto_dynamic_security.so", "/usr/lib/mosquitto_dynamic_security.so"):
+        found = sorted(Path("/").glob(pattern.lstrip("/")))
+        if found:
+            return found[0]
+    raise NotInstalledError("mosquitto's dynamic-security plugin is not installed; run ./bootstrap setup")
+
+
 def find_binary() -> Path:
     found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/bin")
     if not found:
@@ -66,7 +75,7 @@ class BrokerSecurity:
     """How the private broker guards itself (docs/security.md)."""
 
     authenticate: bool = False
-    """refuse anonymous clients; accounts and topics from the password file and ACL lykta writes"""
+    """refuse anonymous clients; accounts, client ids and topics from the dynamic-security file lykta writes"""
     tls_cert: Path | None = None
     """serve MQTT over TLS with this certificate chain (PEM) ..."""
     tls_key: Path | None = None
@@ -85,7 +94,11 @@ def render_config(
     if security.tls:
         listener += [f"certfile {root}/tls/cert.pem", f"keyfile {root}/tls/key.pem", "tls_version tlsv1.2"]
     if security.authenticate:
-        access = ["allow_anonymous false", f"password_file {root}/passwd", f"acl_file {root}/acl"]
+        access = [
+            "allow_anonymous false",
+            f"plugin {find_dynsec_plugin()}",
+            f"plugin_opt_config_file {root}/{DYNSEC_FILE}",
+        ]
     else:
         access = ["allow_anonymous true"]
     return "\n".join(
@@ -160,8 +173,8 @@ def start(
 
 
 def _install_security(root: Path, security: BrokerSecurity | None) -> None:
-    """Copy the certificate and key where the broker's account can read them; make sure the password file and
-    ACL exist (empty ones let nobody in until ``lykta devices provision`` writes accounts)."""
+    """Copy the certificate and key where the broker's account can read them; make sure the dynamic-security
+    file exists (one with only lykta's broker administrator lets no device in until accounts are provisioned)."""
     if security is None:
         return
     if security.tls_cert is not None:
@@ -177,8 +190,8 @@ def _install_security(root: Path, security: BrokerSecurity | None) -> None:
             target = tls / name
             target.touch(mode=0o600)
             target.write_bytes(data)
-    if security.authenticate:
-        write_empty_broker_files(root)
+    if security.authenticate and not (root / DYNSEC_FILE).exists():
+        write_broker_file([], root, admin_login(root.parent, create=True))
 
 
 def _new_certificate(root: Path, security: BrokerSecurity | None) -> bool:

@@ -12,9 +12,10 @@ from typing import Any
 
 import psycopg
 
+from floor.config import Settings
 from floor.errors import ServiceError
 from lykta import mosquitto, postgres
-from lykta.broker_accounts import write_broker_files
+from lykta.broker_accounts import admin_login, write_broker_file
 from lykta.mosquitto import BrokerSecurity, MqttInfo
 from lykta.postgres import PostgresInfo
 from lykta.process import Account, accepts_connections
@@ -90,6 +91,17 @@ def place_data(state_dir: Path) -> list[str]:
     return said
 
 
+def security_from(settings: Settings, *, anonymous: bool = False) -> BrokerSecurity | None:
+    """The broker's security from the settings: accounts unless ``mqtt_security`` is off or ``anonymous`` is
+    asked for explicitly, TLS when a certificate is configured."""
+    authenticate = settings.mqtt_security and not anonymous
+    if not authenticate and settings.mqtt_tls_cert_file is None:
+        return None
+    return BrokerSecurity(
+        authenticate=authenticate, tls_cert=settings.mqtt_tls_cert_file, tls_key=settings.mqtt_tls_key_file
+    )
+
+
 def up(
     state_dir: Path,
     *,
@@ -118,11 +130,14 @@ def up(
 
 
 def broker_files_from_registry(database_url: str, state_dir: Path) -> int | None:
-    """Write the local broker's password file and ACL from the database; None when it is not migrated yet."""
+    """Write the local broker's dynamic-security file from the database (with lykta's broker administrator);
+    None when the database is not migrated yet."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         if not accounts.migrated(conn):
             return None
-        return write_broker_files(conn, (state_dir / "mosquitto").resolve())
+        found = accounts.for_broker(conn)
+    write_broker_file(found, (state_dir / "mosquitto").resolve(), admin_login(state_dir, create=True))
+    return len(found)
 
 
 def describe(state: ServiceState) -> list[str]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from floor.errors import LyktaError
 from simulators.publisher import connection
 
 
@@ -66,7 +67,8 @@ async def _one(  # noqa: PLR0917 - one connection of run_load
     topics = [f"lykta/{plan.tenant}/streetlight_controller/{d}/telemetry" for d in plan.devices]
     rate = plan.rate / plan.connections if plan.rate else 0.0
     sent = 0
-    async with connection(host, port, f"lykta-load-{plan.start}-{index}", login=login, tls=tls) as pub:
+    client_id = login[0] if login is not None else f"lykta-load-{plan.start}-{index}"
+    async with connection(host, port, client_id, login=login, tls=tls) as pub:
         for i in range(plan.start + index, plan.stop, plan.connections):
             if rate:
                 ahead = sent / rate - (time.monotonic() - began)
@@ -88,6 +90,10 @@ async def run_load(
     host: str, port: int, plan: LoadPlan, *, login: tuple[str, str] | None = None, tls: ssl.SSLContext | None = None
 ) -> tuple[int, float]:
     """Publish the plan; returns (messages acknowledged by the broker, seconds)."""
+    if login is not None and plan.connections > 1:
+        raise LyktaError(
+            f"an account connects once (the broker binds its client id to {login[0]!r}): use --connections 1"
+        )
     began = time.monotonic()
     counts = await asyncio.gather(*(_one(host, port, plan, k, began, login, tls) for k in range(plan.connections)))
     return sum(counts), time.monotonic() - began

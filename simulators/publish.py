@@ -5,6 +5,11 @@ Will (``offline``, retained) on their status topic; when their link drops the
 connection is cut without DISCONNECT, so the broker itself announces them
 offline, exactly as it would for a field device. Everything else shares one
 connection.
+
+With an account (``login``: a municipality's gateway, whose client id the broker
+binds to its user name) there is one connection only, as for a field gateway:
+when a device's link drops, the gateway announces it ``offline`` (retained) on
+the device's status topic itself.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ async def publish(
     """Publish paced by ``clock``; ``login`` is an account allowed to publish for every device published
     (a gateway account when the broker checks accounts), ``tls`` a context for mqtts://."""
     began = time.monotonic()
+    if login is not None:
+        client_id = login[0]  # the broker binds a gateway's client id to its account
     shared = await connect(host, port, client_id, login=login, tls=tls)
     links: dict[str, Publisher] = {}
     count = 0
@@ -66,7 +73,13 @@ async def publish(
                 await asyncio.sleep(wait)
             last_t = pub.t
             target = shared
-            if pub.device_id in own_links:
+            if pub.device_id in own_links and login is not None:
+                if pub.action == "drop":  # the gateway notices the device is gone and says so
+                    status = pub.topic.rsplit("/", 1)[0] + "/status"
+                    await shared.publish(status, b"offline", 1, retain=True)
+                    count += 1
+                    continue
+            elif pub.device_id in own_links:
                 if pub.action == "drop":
                     dropped = links.pop(pub.device_id, None)
                     if dropped is not None:

@@ -24,6 +24,8 @@ def test_demo_brings_up_services_migrates_and_imports_the_sample(state_dir: Path
     out = first.stdout
     assert "postgresql running: 127.0.0.1:" in out
     assert "mosquitto running: mqtt://127.0.0.1:" in out
+    assert "gateway: account gateway-solvik (client id the same)" in out  # the simulators' account
+    assert "allow_anonymous false" in (state_dir / "mosquitto" / "mosquitto.conf").read_text()
     assert "applied 0001_core.sql" in out
     assert "license apache: Apache-2.0 edition" in out
     assert "tenant solvik: Solvik kommun (language sv, time zone Europe/Stockholm)" in out

@@ -1,4 +1,5 @@
-"""Device identity at the broker: accounts, passwords and topic ACLs from the registry, against the real Mosquitto."""
+"""Device identity at the broker: accounts, client ids, passwords and topic ACLs from the registry, enforced by
+Mosquitto's dynamic-security plugin, against the real Mosquitto."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 import psycopg
@@ -18,10 +20,11 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from floor import inventory
 from floor.mqtt_login import INGEST_USERNAME
+from ingest.service import client_id_for as ingest_client_id
 from lykta import broker_accounts, mosquitto
 from lykta.broker_accounts import Issued
 from lykta.mosquitto import BrokerSecurity, MqttInfo
-from storage import assets, tenants
+from storage import accounts, assets, tenants
 from tests.conftest import make_state_dir
 from tests.helpers import RunningIngest, ingest_settings, wait_for
 
@@ -38,6 +41,8 @@ class Client:
     port: int
     username: str | None
     password: str | None = field(repr=False)
+    client_id: str | None = None
+    """default: the user name, which the broker requires of devices and gateways"""
     connack: ReasonCode | None = None
     received: list[tuple[str, bytes]] = field(default_factory=list)
     acks: dict[int, ReasonCode] = field(default_factory=dict)
@@ -45,7 +50,8 @@ class Client:
     answered: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        self.mqtt = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        client_id = self.client_id if self.client_id is not None else (self.username or "")
+        self.mqtt = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
         if self.username is not None:
             self.mqtt.username_pw_set(self.username, self.password)
         self.mqtt.on_connect = self._on_connect
@@ -80,8 +86,8 @@ class Client:
         self.mqtt.loop_stop()
 
 
-def connack_of(port: int, username: str | None, password: str | None) -> ReasonCode:
-    client = Client(port, username, password)
+def connack_of(port: int, username: str | None, password: str | None, client_id: str | None = None) -> ReasonCode:
+    client = Client(port, username, password, client_id)
     try:
         return client.connect()
     finally:
@@ -92,11 +98,16 @@ def connack_of(port: int, username: str | None, password: str | None) -> ReasonC
 class SecureBroker:
     info: MqttInfo
     root: Path
+    admin: tuple[str, str]
 
-    def sync(self, conn: psycopg.Connection) -> None:
-        """Rewrite the password file and ACL from the registry and make the broker read them."""
-        broker_accounts.write_broker_files(conn, self.root)
-        assert broker_accounts.reload_broker(self.info.pid)
+    def sync(self, conn: psycopg.Connection, issued: list[Issued]) -> list[str]:
+        """Apply the registry's accounts (with the passwords issued now) to the running broker."""
+        wanted = accounts.for_broker(conn)
+        return broker_accounts.apply_changes("127.0.0.1", self.info.port, self.admin, wanted, issued)
+
+    def saved(self) -> dict[str, Any]:
+        """The plugin's file as the broker last saved it."""
+        return dict(orjson.loads((self.root / broker_accounts.DYNSEC_FILE).read_bytes()))
 
 
 @pytest.fixture
@@ -118,10 +129,12 @@ def town(conn: psycopg.Connection) -> dict[str, dict[str, Issued]]:
 def secure_broker(conn: psycopg.Connection, town: dict[str, dict[str, Issued]]) -> Iterator[SecureBroker]:
     state = make_state_dir("lykta-secure-broker-")
     root = (state / "mosquitto").resolve()
-    broker_accounts.write_broker_files(conn, root)
+    admin = broker_accounts.admin_login(state, create=True)
+    assert admin is not None
+    broker_accounts.write_broker_file(accounts.for_broker(conn), root, admin)
     info = mosquitto.start(state, None, BrokerSecurity(authenticate=True))
     try:
-        yield SecureBroker(info, root)
+        yield SecureBroker(info, root, admin)
     finally:
         mosquitto.stop(info)
         shutil.rmtree(state, ignore_errors=True)
@@ -151,7 +164,7 @@ def test_a_device_speaks_only_for_itself(secure_broker: SecureBroker, town: dict
     device = Client(port, town["north"]["D1"].username, town["north"]["D1"].password)
     try:
         assert ingest.connect() == "Success" and device.connect() == "Success"
-        assert ingest.subscribe("$share/lykta/lykta/+/+/+/+") == "Granted QoS 1"
+        assert ingest.subscribe("lykta/+/+/+/+") == "Granted QoS 1"
         # Another device of the same municipality, the same device id in another municipality, a command.
         for forged in (topic("north", "D2"), topic("south", "D1"), topic("north", "D1", "command")):
             assert device.publish(forged, b'{"metrics": {"power_w": 1}}') == "Not authorized", forged
@@ -160,9 +173,11 @@ def test_a_device_speaks_only_for_itself(secure_broker: SecureBroker, town: dict
         # Messages of one connection arrive in order: once the last one is here, nothing forged came before it.
         wait_for(lambda: len(ingest.received) >= 3, 10, "the device's own messages at ingest")
         assert [t for t, _ in ingest.received] == [topic("north", "D1", c) for c in ("telemetry", "status", "event")]
-        # Reading: Mosquitto grants any subscription and checks the ACL for each message it would deliver, so
-        # a device subscribed to everything still receives nothing of its neighbour's.
-        assert device.subscribe("lykta/#") == "Granted QoS 1"
+        # Reading: a device may subscribe to its own command topic and nothing else (the dynamic-security plugin
+        # checks subscriptions; the password and ACL files of earlier versions granted any), and even a
+        # subscription it had would deliver nothing of its neighbour's.
+        for other in ("lykta/#", "#", "$share/lykta/lykta/+/+/+/+", topic("north", "D2", "command"), "$SYS/#"):
+            assert device.subscribe(other) == "Not authorized", other
         neighbour = Client(port, town["north"]["D2"].username, town["north"]["D2"].password)
         try:
             assert neighbour.connect() == "Success"
@@ -184,9 +199,10 @@ def test_gateway_publishes_for_its_municipality_only(
     conn: psycopg.Connection, secure_broker: SecureBroker, town: dict[str, dict[str, Issued]]
 ) -> None:
     gateway = broker_accounts.provision_gateway(conn, "north")
-    secure_broker.sync(conn)
+    assert secure_broker.sync(conn, [gateway])[0] == "broker: 1 account(s) created or renewed, 0 removed (live)"
     port = secure_broker.info.port
-    wait_for(lambda: connack_of(port, gateway.username, gateway.password) == "Success", 10, "the reloaded accounts")
+    assert connack_of(port, gateway.username, gateway.password) == "Success"
+    assert connack_of(port, gateway.username, gateway.password, client_id="gateway-south") == "Not authorized"
     client = Client(port, gateway.username, gateway.password)
     ingest = Client(port, INGEST_USERNAME, town["lykta"]["ingest"].password)
     try:
@@ -197,6 +213,9 @@ def test_gateway_publishes_for_its_municipality_only(
         assert client.publish(topic("north", "D2", "command"), b"{}") == "Not authorized"
         assert client.publish(topic("north", "D2"), b"{}") == "Success"
         assert client.publish(topic("north", "D1", "status"), b"online") == "Success"
+        assert client.subscribe(topic("north", "D2", "command")) == "Granted QoS 1"
+        assert client.subscribe(topic("south", "D1", "command")) == "Not authorized"
+        assert client.subscribe("lykta/north/#") == "Not authorized"
         wait_for(lambda: len(ingest.received) >= 2, 10, "the gateway's messages at ingest")
         assert ingest.received == [(topic("north", "D2"), b"{}"), (topic("north", "D1", "status"), b"online")]
     finally:
@@ -204,7 +223,7 @@ def test_gateway_publishes_for_its_municipality_only(
         ingest.close()
 
 
-def test_rotation_and_retirement_take_effect_on_reload(
+def test_rotation_and_retirement_take_effect_at_once(
     conn: psycopg.Connection, secure_broker: SecureBroker, town: dict[str, dict[str, Issued]]
 ) -> None:
     port = secure_broker.info.port
@@ -215,18 +234,23 @@ def test_rotation_and_retirement_take_effect_on_reload(
     stored = conn.execute("SELECT password_hash FROM mqtt_accounts WHERE username = %s", (old.username,)).fetchone()
     assert stored is not None and made[0].password not in stored[0]
     assert broker_accounts.verify_password(made[0].password, stored[0])
-    secure_broker.sync(conn)
-    wait_for(lambda: connack_of(port, old.username, old.password) != "Success", 10, "the old password refused")
-    assert connack_of(port, made[0].username, made[0].password) == "Success"
+    connected = Client(port, old.username, old.password)
+    try:
+        assert connected.connect() == "Success"
+        secure_broker.sync(conn, made)
+        assert connack_of(port, old.username, old.password) == "Not authorized"
+        assert connack_of(port, made[0].username, made[0].password) == "Success"
+        wait_for(lambda: not connected.mqtt.is_connected(), 10, "the old password's connection cut")
+    finally:
+        connected.close()
 
-    # A retired device loses its account at the broker.
+    # A retired device loses its account at the broker, and the broker's saved file forgets it.
     d1 = town["north"]["D1"]
     conn.execute("UPDATE devices SET status = 'retired' WHERE tenant_id = 'north' AND device_id = 'D1'")
-    secure_broker.sync(conn)
-    wait_for(lambda: connack_of(port, d1.username, d1.password) != "Success", 10, "the retired device refused")
-    assert "device-" in (secure_broker.root / "passwd").read_text()
-    assert d1.username not in (secure_broker.root / "passwd").read_text()
-    assert d1.username not in (secure_broker.root / "acl").read_text()
+    assert secure_broker.sync(conn, [])[0] == "broker: 0 account(s) created or renewed, 1 removed (live)"
+    assert connack_of(port, d1.username, d1.password) == "Not authorized"
+    names = {c["username"] for c in secure_broker.saved()["clients"]}
+    assert d1.username not in names and made[0].username in names
 
 
 def test_password_hashes_are_mosquittos_format() -> None:
@@ -289,8 +313,8 @@ def test_ingest_says_which_account_the_broker_refused(
 
 
 def test_provisioning_for_a_broker_lykta_does_not_run(cli_env: dict[str, str], tmp_path: Path) -> None:
-    """--broker-dir: the files go where the operator's Mosquitto reads them; the ingest password goes into the
-    secrets file (there is no local state to keep it in); nothing is signalled."""
+    """--broker-dir: the dynamic-security file goes where the operator's Mosquitto reads it; the ingest password
+    goes into the secrets file (there is no local state to keep it in); nothing is signalled."""
     import csv
     import subprocess
     import sys
@@ -315,18 +339,25 @@ def test_provisioning_for_a_broker_lykta_does_not_run(cli_env: dict[str, str], t
                  str(tmp_path / "b"), "--secrets", str(tmp_path / "s.csv"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "devices: 3 account(s) created" in done.stdout and "broker: 4 account(s) in" in done.stdout
-    assert "reload" not in done.stdout and "not running" not in done.stdout
+    assert "live" not in done.stdout and "not running" not in done.stdout
     with (tmp_path / "s.csv").open() as fh:
         issued = {r["username"]: r for r in csv.DictReader(fh)}
     assert set(issued) == {"device-1", "device-2", "device-3", "lykta-ingest"}
     assert {r["device"] for r in issued.values()} == {"D1", "D2", "D3:x", ""}
-    passwd = (tmp_path / "b" / "passwd").read_text()
-    assert passwd.count("\n") == 4 and all(r["password"] not in passwd for r in issued.values())
-    assert all(broker_accounts.verify_password(issued[line.split(":", 1)[0]]["password"], line.split(":", 1)[1])
-               for line in passwd.splitlines())  # fmt: skip
-    acl = (tmp_path / "b" / "acl").read_text()
-    assert "user lykta-ingest\ntopic read lykta/#" in acl
-    assert "topic write lykta/north/streetlight_controller/D3:x/telemetry" in acl
+    text = (tmp_path / "b" / broker_accounts.DYNSEC_FILE).read_text()
+    assert all(r["password"] not in text for r in issued.values())
+    saved = orjson.loads(text)
+    clients = {c["username"]: c for c in saved["clients"]}
+    assert set(clients) == set(issued)  # no administrator: the operator's broker has its own
+    for name, c in clients.items():
+        as_hash = f"$7${c['iterations']}${c['salt']}${c['password']}"
+        assert broker_accounts.verify_password(issued[name]["password"], as_hash), name
+    assert clients["device-3"]["clientid"] == "device-3" and "clientid" not in clients["lykta-ingest"]
+    roles = {r["rolename"]: r["acls"] for r in saved["roles"]}
+    assert {"acltype": "subscribePattern", "topic": "lykta/#", "allow": True} in roles["lykta-ingest"]
+    assert {"acltype": "publishClientSend", "topic": "lykta/north/streetlight_controller/D3:x/telemetry",
+            "allow": True} in roles["device-3"]  # fmt: skip
+    assert saved["defaultACLAccess"]["subscribe"] is False
     assert not any(r["password"] in done.stdout + done.stderr for r in issued.values())
 
 
@@ -335,7 +366,7 @@ def test_a_device_in_ingests_share_group_takes_nothing_from_ingest(
 ) -> None:
     """A device account subscribed to `$share/lykta/lykta/+/+/+/+` was picked round robin by Mosquitto, which then
     refused delivery by ACL and dropped the message: 20 of 40 readings lost, acknowledged to the publisher, no dead
-    letter. Ingest's subscription is its own (a plain one): a device's share group takes nothing from it."""
+    letter. The broker now refuses the subscription, and ingest's subscription is its own (a plain one) anyway."""
     password = town["lykta"]["ingest"].password
     settings = ingest_settings(mqtt_username=INGEST_USERNAME, mqtt_password=password)
     attacker = Client(secure_broker.info.port, town["north"]["D2"].username, town["north"]["D2"].password)
@@ -344,7 +375,7 @@ def test_a_device_in_ingests_share_group_takes_nothing_from_ingest(
     try:
         with RunningIngest(settings, db_url, secure_broker.info.url):
             assert attacker.connect() == "Success" and device.connect() == "Success"
-            assert attacker.subscribe("$share/lykta/lykta/+/+/+/+") == "Granted QoS 1"
+            assert attacker.subscribe("$share/lykta/lykta/+/+/+/+") == "Not authorized"
             for n in range(40):
                 payload = orjson.dumps({"ts": base + n, "metrics": {"power_w": 40}})
                 assert device.publish(topic("north", "D1"), payload) == "Success"
@@ -359,4 +390,40 @@ def test_a_device_in_ingests_share_group_takes_nothing_from_ingest(
             assert attacker.received == []
     finally:
         attacker.close()
+        device.close()
+
+
+def test_a_device_cannot_take_ingests_client_id(
+    db_url: str, secure_broker: SecureBroker, town: dict[str, dict[str, Issued]]
+) -> None:
+    """A device account connecting with ingest's client id (``lykta-ingest-<host>``, guessable) used to take over
+    ingest's connection about once a second: 7 of 20 readings lost. The broker binds every device's and
+    gateway's client id to its account, so the attempt is refused and ingest keeps its session."""
+    password = town["lykta"]["ingest"].password
+    settings = ingest_settings(mqtt_username=INGEST_USERNAME, mqtt_password=password, ingest_client_id=None)
+    client_id = ingest_client_id(settings)
+    thief = town["north"]["D2"]
+    device = Client(secure_broker.info.port, town["north"]["D1"].username, town["north"]["D1"].password)
+    base = float(int(time.time()) - 3600)
+    try:
+        with RunningIngest(settings, db_url, secure_broker.info.url) as ingest:
+            assert device.connect() == "Success"
+            for n in range(20):
+                refused = connack_of(secure_broker.info.port, thief.username, thief.password, client_id=client_id)
+                assert refused == "Not authorized"
+                other = connack_of(secure_broker.info.port, thief.username, thief.password, client_id="device-1")
+                assert other == "Not authorized"  # nor another device's
+                payload = orjson.dumps({"ts": base + n, "metrics": {"power_w": 40}})
+                assert device.publish(topic("north", "D1"), payload) == "Success"
+
+            def stored() -> set[int]:
+                with psycopg.connect(db_url) as c:
+                    rows = c.execute("SELECT extract(epoch FROM device_time)::float8 FROM telemetry").fetchall()
+                return {round(r[0] - base) for r in rows}
+
+            wait_for(lambda: len(stored()) == 20, 30, f"the 20 readings (stored: {len(stored())})")
+            assert stored() == set(range(20))
+            link = ingest.service.link if ingest.service else None
+            assert link is not None and link.generation == 1 and not link.lost.is_set()  # never taken over
+    finally:
         device.close()

@@ -128,3 +128,28 @@ def test_turning_broker_security_on_restarts_the_broker_with_it(state_dir: Path)
     assert secure.postgres == plain.postgres  # the database keeps running
     assert _mqtt_connack(secure.mqtt.port) == bytes([0x20, 0x02, 0x00, 0x05])  # anonymous: not authorized
     assert services.up(state_dir, security=BrokerSecurity(authenticate=True)) == secure  # unchanged: kept
+
+
+def test_services_up_refuses_anonymous_clients_unless_told_otherwise(state_dir: Path) -> None:
+    """Broker security is the default of ``lykta services up``; anonymous access only by an explicit flag."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LYKTA_")} | {"LYKTA_STATE_DIR": str(state_dir)}
+
+    def up(*flags: str) -> services.ServiceState:
+        done = subprocess.run([sys.executable, "-m", "lykta.cli", "services", "up", "--ephemeral", *flags],
+                              capture_output=True, text=True, env=env, timeout=120, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return services.ServiceState.load(state_dir)
+
+    secure = up()
+    assert secure.mqtt is not None
+    conf = (state_dir / "mosquitto" / "mosquitto.conf").read_text()
+    assert "allow_anonymous false" in conf and "mosquitto_dynamic_security.so" in conf
+    assert _mqtt_connack(secure.mqtt.port) == bytes([0x20, 0x02, 0x00, 0x05])  # not authorized
+    assert (state_dir / "secrets" / "mqtt-admin").stat().st_mode & 0o777 == 0o600
+    open_to_all = up("--anonymous")
+    assert open_to_all.mqtt is not None and open_to_all.mqtt.pid != secure.mqtt.pid
+    assert _mqtt_connack(open_to_all.mqtt.port) == bytes([0x20, 0x02, 0x00, 0x00])
