@@ -141,7 +141,10 @@ class MqttLink:
         self._last_heard = self._last_ping = time.monotonic()
         self._subscribed = asyncio.get_running_loop().create_future()
         self._tasks = [asyncio.create_task(self._read_loop(self.generation), name="mqtt-read")]
-        writer.write(wire.subscribe_packet(1, self.subscriptions))
+        if self.subscriptions:
+            writer.write(wire.subscribe_packet(1, self.subscriptions))
+        else:  # a session being drained: it only receives what already waits in it
+            self._subscribed.set_result(None)
         try:
             async with asyncio.timeout(answer_within):
                 await self._subscribed
@@ -151,6 +154,38 @@ class MqttLink:
         if self.unsubscribe:  # after the new subscription holds, so that no message falls between the two
             writer.write(wire.unsubscribe_packet(2, self.unsubscribe))
         return connack.session_present
+
+    async def end_session(self, answer_within: float = 10.0) -> None:
+        """Remove this client id's session from the broker: a clean start with a session expiry of 0, then
+        DISCONNECT (whatever still waited in the session is discarded; drain it first)."""
+        await self._close()
+        where = f"{self.host}:{self.port}"
+        try:
+            async with asyncio.timeout(answer_within):
+                reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self.tls)
+                try:
+                    writer.write(
+                        wire.connect_packet(
+                            self.client_id,
+                            keepalive=self.keepalive,
+                            clean_start=True,
+                            session_expiry_s=0,
+                            username=self.username,
+                            password=self.password,
+                        )
+                    )
+                    await writer.drain()
+                    connack = await wire.read_connack(reader)
+                    if connack.reason >= 0x80:
+                        raise BrokerUnavailable(f"the broker refused to end session {self.client_id!r}")
+                    writer.write(wire.DISCONNECT_PACKET)
+                    await writer.drain()
+                finally:
+                    writer.close()
+        except TimeoutError:
+            raise BrokerUnavailable(f"the MQTT broker at {where} did not answer in {answer_within} s") from None
+        except (OSError, asyncio.IncompleteReadError, wire.MalformedPacket) as exc:
+            raise BrokerUnavailable(f"cannot end session {self.client_id!r} at {where}: {exc}") from None
 
     async def _close(self) -> None:
         for task in self._tasks:

@@ -14,6 +14,7 @@ import logging
 import socket
 import time
 from collections import deque
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 import psycopg
@@ -38,14 +39,35 @@ log = logging.getLogger("lykta.ingest")
 TOPIC_FILTER = "lykta/+/+/+/+"
 
 
+DRAINED_AFTER_S = 2.0
+"""A session being retired is drained once nothing arrived for this long with nothing held or in flight."""
+
+
 def client_id_for(settings: Settings) -> str:
     return settings.ingest_client_id or f"lykta-ingest-{socket.gethostname()}"[:64]
 
 
+def session_ids(base: str, partitions: int) -> list[str]:
+    """The client ids of a layout: the configured id for one process, ``<id>-<k>of<N>`` for N workers. The
+    count is part of the id, so that a session never changes its partition: a new layout gets new sessions."""
+    if partitions == 1:
+        return [base]
+    return [f"{base}-{k}of{partitions}" for k in range(1, partitions + 1)]
+
+
+def base_of(client_id: str, partition: int, partitions: int) -> str:
+    suffix = f"-{partition}of{partitions}"
+    return client_id.removesuffix(suffix) if partitions > 1 else client_id
+
+
 class Ingest:
-    def __init__(self, settings: Settings, database_url: str, mqtt_url: str) -> None:
+    def __init__(self, settings: Settings, database_url: str, mqtt_url: str, *, retiring: bool = False) -> None:
         self.settings = settings
         self.database_url = database_url
+        self.mqtt_url = mqtt_url
+        self.retiring = retiring
+        """drain this (earlier layout's) session, storing every message, then remove it from the broker"""
+        self.last_received = time.monotonic()
         parts = urlsplit(mqtt_url)
         self.mqtt_tls = client_tls(mqtt_url, settings.mqtt_ca_file)
         self.mqtt_login = client_login(settings, local_ingest=True)
@@ -67,6 +89,8 @@ class Ingest:
         self.stopping = asyncio.Event()
         self.writer = WritePath(database_url, self.registry, self.stats, self.stopping, lambda: len(self.buffer))
         self.connected = asyncio.Event()
+        self.drained = False
+        self._session_recorded = asyncio.Event()
         self._wake = asyncio.Event()
         self._path: StoragePath = "apache"
         self.link: MqttLink | None = None
@@ -75,6 +99,7 @@ class Ingest:
 
     def on_message(self, generation: int, mid: int, topic: str, payload: bytes) -> None:
         now = time.time()
+        self.last_received = time.monotonic()
         decoded = decode(topic, payload, now, self.registry.catalogue, self.limits)
         if len(topic) > MAX_TOPIC_CHARS:  # refused by the decoder; keep no more of it than the dead letter shows
             topic = topic[:MAX_TOPIC_CHARS] + "…"
@@ -199,6 +224,8 @@ class Ingest:
                 self.partition,
                 self.partitions,
             )
+            if not self.retiring:
+                await self._record_session()
             await wait_any(self.link.lost, self.stopping)
             self.connected.clear()
             self.stats.broker_up.set(0)
@@ -206,6 +233,67 @@ class Ingest:
                 delay = backoff(0, base=0.5)
                 log.warning("lost the connection to the broker; reconnecting in %.1f s", delay)
                 await sleep_unless(self.stopping, delay)
+
+    async def _record_session(self) -> None:
+        base = base_of(self.client_id, self.partition, self.partitions)
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                self.database_url, autocommit=True, connect_timeout=5
+            ) as conn:
+                await store.record_session(conn, self.client_id, base, f"{self.partition}/{self.partitions}")
+        except psycopg.Error as exc:
+            log.warning("could not record ingest's broker session (retried at the next connection): %s", exc)
+            return
+        self._session_recorded.set()
+
+    async def _retire_earlier_layouts(self) -> None:
+        """Process 1 of a layout drains and removes the sessions of earlier layouts of the same client id, once
+        every process of this layout has subscribed (so every message from then on waits in a current session).
+        Each earlier session is drained by storing everything in it, whatever its partition: safe whatever the
+        earlier layout was, and the duplicates it makes are recognised."""
+        base = base_of(self.client_id, self.partition, self.partitions)
+        current = set(session_ids(base, self.partitions))
+        await wait_any(self._session_recorded, self.stopping)
+        while not self.stopping.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self.database_url, autocommit=True, connect_timeout=5
+                ) as conn:
+                    known = await store.sessions(conn, base)
+            except psycopg.Error:
+                known = None
+            if known is not None and current <= set(known):
+                break
+            await sleep_unless(self.stopping, 1.0)
+        else:
+            return
+        for stale in sorted(set(known) - current):
+            if self.stopping.is_set():
+                return
+            log.info("draining ingest session %s of an earlier layout (%s), then removing it", stale, known[stale])
+            settings = replace(self.settings, ingest_client_id=stale, ingest_partition="1/1", ingest_metrics_port=0)
+            retiree = Ingest(settings, self.database_url, self.mqtt_url, retiring=True)
+            draining = asyncio.create_task(retiree.run(), name=f"retire {stale}")
+            stop = asyncio.ensure_future(self.stopping.wait())
+            await asyncio.wait({draining, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            retiree.stopping.set()  # when this process stops first; a no-op once drained
+            try:
+                await draining
+            except Exception as exc:
+                log.warning("could not retire ingest session %s (tried again at the next start): %s", stale, exc)
+                continue
+            if retiree.drained:
+                log.info("ingest session %s drained and removed", stale)
+
+    async def _drain_watch(self) -> None:
+        """For a retiring session: stop once nothing arrived for a while with nothing held, then end the session."""
+        while not self.stopping.is_set():
+            await sleep_unless(self.stopping, 0.5)
+            idle = time.monotonic() - self.last_received
+            if self.connected.is_set() and not self.buffer and not self.in_flight and idle > DRAINED_AFTER_S:
+                self.drained = True
+                self.stopping.set()
 
     async def _ticker(self) -> None:
         while not self.stopping.is_set():
@@ -258,13 +346,14 @@ class Ingest:
             server, _ = start_http_server(
                 self.settings.ingest_metrics_port, addr="127.0.0.1", registry=self.stats.registry
             )
+        legacy = f"$share/{self.settings.ingest_group}/{TOPIC_FILTER}"
         self.link = MqttLink(
             self.mqtt_host,
             self.mqtt_port,
             self.client_id,
-            [TOPIC_FILTER],
+            [] if self.retiring else [TOPIC_FILTER],
             self.on_message,
-            unsubscribe=[f"$share/{self.settings.ingest_group}/{TOPIC_FILTER}"],
+            unsubscribe=[TOPIC_FILTER, legacy] if self.retiring else [legacy],
             partition=(self.partition, self.partitions),
             receive_maximum=self.settings.ingest_receive_maximum,
             session_expiry_s=self.settings.ingest_session_expiry_s,
@@ -285,11 +374,22 @@ class Ingest:
                 flusher = tasks.create_task(self._flusher(), name="flusher")
                 tasks.create_task(self._ticker(), name="keepalive")
                 tasks.create_task(self._stats_writer(), name="stats")
+                if self.retiring:
+                    tasks.create_task(self._drain_watch(), name="drain")
+                elif self.partition == 1:
+                    tasks.create_task(self._retire_earlier_layouts(), name="retire")
                 await self.stopping.wait()
                 self.writer.stop_requested = time.monotonic()
                 self.link.pause()
                 await flusher
-                await self.link.disconnect()
+                if self.drained:
+                    await self.link.end_session()
+                    async with await psycopg.AsyncConnection.connect(
+                        self.database_url, autocommit=True, connect_timeout=5
+                    ) as conn:
+                        await store.forget_session(conn, self.client_id)
+                else:
+                    await self.link.disconnect()
         finally:
             if server is not None:
                 server.shutdown()

@@ -4,8 +4,11 @@ A Python process decodes on one core. Each worker holds a plain, persistent subs
 stores the devices whose id hashes to its partition (``k/N``), acknowledging the others at once: every message
 waits in every worker's broker session until that worker has decided about it, so a broker restart (which
 forgets shared subscriptions in Mosquitto 2.0) or a dead worker loses nothing.
-Each worker gets a stable client id (``<id>-<n>``) so that a restarted worker, or a restarted supervisor, resumes
-the same broker session and receives what waited in it, and a metrics port of its own.
+Each worker gets a stable client id (``<id>-<k>of<N>``) so that a restarted worker, or a restarted supervisor,
+resumes the same broker session and receives what waited in it, and a metrics port of its own. The count is in
+the id: a new number of workers gets new sessions, and worker 1 drains and removes the earlier layout's sessions
+once all new workers have subscribed (:meth:`ingest.service.Ingest._retire_earlier_layouts`), so that changing
+``--workers`` loses nothing.
 
 A worker that exits while the supervisor is not stopping is started again under the same client id, after a
 backoff (0.5 s doubling to 30 s). One that dies more than ``ingest_restart_limit`` times within five minutes is
@@ -26,7 +29,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from floor.config import Settings
-from ingest.service import client_id_for
+from ingest.service import client_id_for, session_ids
 from ingest.write import backoff
 
 log = logging.getLogger("lykta.ingest")
@@ -48,8 +51,8 @@ def supervise(settings: Settings, workers: int, argv: list[str]) -> int:
     base = client_id_for(settings)
     args = [sys.executable, "-m", "lykta.cli", *_without_workers(argv)]
     team = []
-    for n in range(1, workers + 1):
-        env = {**os.environ, "LYKTA_INGEST_CLIENT_ID": f"{base}-{n}", "LYKTA_INGEST_PARTITION": f"{n}/{workers}"}
+    for n, client_id in enumerate(session_ids(base, workers), start=1):
+        env = {**os.environ, "LYKTA_INGEST_CLIENT_ID": client_id, "LYKTA_INGEST_PARTITION": f"{n}/{workers}"}
         if settings.ingest_metrics_port:
             env["LYKTA_INGEST_METRICS_PORT"] = str(settings.ingest_metrics_port + n)
         team.append(Worker(n, env))

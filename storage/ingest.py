@@ -359,3 +359,23 @@ async def storage_path(conn: psycopg.AsyncConnection) -> StoragePath:
     if row is None or row[0] not in ("tsl", "apache"):
         raise MigrationError("the database schema is not migrated; run lykta db migrate")
     return "tsl" if row[0] == "tsl" else "apache"
+
+
+async def record_session(conn: psycopg.AsyncConnection, client_id: str, base: str, partition: str) -> None:
+    """This ingest process holds a subscribed broker session under ``client_id``, storing ``partition``."""
+    await conn.execute(
+        """INSERT INTO ingest_sessions (client_id, base, partition) VALUES (%s, %s, %s)
+           ON CONFLICT (client_id) DO UPDATE SET base = EXCLUDED.base, partition = EXCLUDED.partition,
+                                                 seen_at = now()""",
+        (client_id, base, partition),
+    )
+
+
+async def sessions(conn: psycopg.AsyncConnection, base: str) -> dict[str, str]:
+    """The sessions recorded for the group ``base``: client id -> partition."""
+    cur = await conn.execute("SELECT client_id, partition FROM ingest_sessions WHERE base = %s", (base,))
+    return dict(await cur.fetchall())
+
+
+async def forget_session(conn: psycopg.AsyncConnection, client_id: str) -> None:
+    await conn.execute("DELETE FROM ingest_sessions WHERE client_id = %s", (client_id,))

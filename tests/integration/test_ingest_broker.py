@@ -262,6 +262,71 @@ def test_the_supervisor_restarts_a_killed_worker_under_its_client_id(town_url: s
         supervisor.close()
 
 
+def _sessions(url: str) -> dict[str, str]:
+    with psycopg.connect(url) as conn:
+        return dict(conn.execute("SELECT client_id, partition FROM ingest_sessions").fetchall())
+
+
+def test_changing_the_number_of_workers_loses_nothing_waiting_in_earlier_sessions(
+    town_url: str, restartable_broker: Broker
+) -> None:
+    """Each worker stores its partition and acknowledges the rest, so a session must never change its partition:
+    with ids ``<id>-<n>``, going from one process to two left the single process's session (and what waited in
+    it) unread for good, and going from two to three would have acknowledged, unstored, messages that waited in
+    worker 1's session for its old partition. A layout now has its own sessions; the earlier ones are drained
+    (everything stored) and removed once the new workers have subscribed."""
+    base = float(int(time.time()) - 86_400)
+    port = restartable_broker.info.port
+
+    def run(*args: str) -> IngestProcess:
+        ingest = IngestProcess(town_url, restartable_broker.url, "layout", *args)
+        ingest.env["LYKTA_LOG_LEVEL"] = "INFO"
+        ingest.start_without_waiting()
+        return ingest
+
+    single = run()
+    try:
+        wait_for(lambda: "connected to mqtt" in single.text(), timeout=60, what="the single process subscribed")
+        _stream(port, 0, 300, base, rate=3000).join(30)
+        wait_for(lambda: len(stored(town_url, base)) == 300, timeout=60, what="the first messages")
+        assert single.stop() == 0
+    finally:
+        single.close()
+    _stream(port, 300, 800, base, rate=3000).join(30)  # waits in the single process's session
+
+    two = run("--workers", "2")
+    try:
+        wait_for(lambda: two.text().count("connected to mqtt") >= 2, timeout=60, what="two workers subscribed")
+        _stream(port, 800, 1300, base, rate=3000).join(30)
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: len(stored(town_url, base)) == 1300, timeout=60, what="the messages of both layouts")
+        assert stored(town_url, base) == set(range(1300)), (
+            f"missing: {sorted(set(range(1300)) - stored(town_url, base))[:5]}"
+        )
+        wait_for(lambda: set(_sessions(town_url)) == {"layout-1of2", "layout-2of2"}, timeout=30, what="retired")
+        assert "drained and removed" in two.text()
+        assert two.stop() == 0
+    finally:
+        two.close()
+    _stream(port, 1300, 1800, base, rate=3000).join(30)  # waits in both workers' sessions, each for its half
+
+    three = run("--workers", "3")
+    try:
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: len(stored(town_url, base)) == 1800, timeout=90, what="every message")
+        assert stored(town_url, base) == set(range(1800)), (
+            f"missing: {sorted(set(range(1800)) - stored(town_url, base))[:5]}"
+        )
+        wait_for(
+            lambda: set(_sessions(town_url)) == {"layout-1of3", "layout-2of3", "layout-3of3"},
+            timeout=30,
+            what=f"the earlier sessions retired:\n{three.text()[-3000:]}",
+        )
+        assert three.stop() == 0
+    finally:
+        three.close()
+
+
 def test_the_supervisor_gives_up_on_a_worker_that_keeps_dying(empty_db_url: str, broker: str) -> None:
     """A worker that cannot run (here: the database has no lykta schema) is restarted with backoff, then the
     supervisor stops and exits non-zero, so that the service manager above it sees the failure."""
