@@ -88,9 +88,11 @@ def provision(database_url: str, state_dir: Path, req: ProvisionRequest) -> list
     if local is None:  # checked above; for the type checker
         raise ProvisionError("no local broker here: name the broker's directory with --broker-dir")
     admin = broker_accounts.admin_login(state_dir)
-    if not mosquitto.running(local) or admin is None:
+    if not mosquitto.running(local) or admin is None or not mosquitto.authenticates(local):
+        admin = admin or broker_accounts.admin_login(state_dir, create=True)
         path = broker_accounts.write_broker_file(wanted, (state_dir / "mosquitto").resolve(), admin)
-        lines.append(f"broker: not running; it reads the {len(wanted)} account(s) in {path} at start")
+        why = "not running" if not mosquitto.running(local) else "running without accounts (--anonymous)"
+        lines.append(f"broker: {why}; it reads the {len(wanted)} account(s) in {path} when started with them")
         return lines
     tls = client_tls(local.url, req.ca_file)
     lines += broker_accounts.apply_changes(local.host, local.port, admin, wanted, issued, tls=tls)

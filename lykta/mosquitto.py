@@ -217,6 +217,14 @@ def running(info: MqttInfo) -> bool:
     return is_alive(info.pid) and bool(argv) and Path(argv[0]).name == "mosquitto" and info.config in argv
 
 
+def authenticates(info: MqttInfo) -> bool:
+    """Whether the broker was started with accounts (the dynamic-security plugin), not for anonymous use."""
+    try:
+        return "plugin_opt_config_file" in Path(info.config).read_text()
+    except OSError:
+        return False
+
+
 def stop(info: MqttInfo) -> bool:
     """Stop by the recorded pid (SIGTERM saves the persistence file); False if it was not running."""
     if not running(info):

@@ -14,9 +14,17 @@ from lykta import services
 from lykta.process import accepts_connections, is_alive
 
 
-def _mqtt_connack(port: int) -> bytes:
-    """A bare MQTT 3.1.1 CONNECT: proves a broker answers, not just that a port is open."""
-    connect = bytes([0x10, 0x11, 0x00, 0x04]) + b"MQTT" + bytes([0x04, 0x02, 0x00, 0x3C, 0x00, 0x05]) + b"probe"
+def _mqtt_connack(port: int, login: tuple[str, str] | None = None) -> bytes:
+    """A bare MQTT 3.1.1 CONNECT (with the user name as client id when logging in): proves a broker answers, not
+    just that a port is open."""
+    client_id = (login[0] if login else "probe").encode()
+    flags, payload = 0x02, len(client_id).to_bytes(2, "big") + client_id
+    if login:
+        flags |= 0xC0
+        for part in login:
+            payload += len(part.encode()).to_bytes(2, "big") + part.encode()
+    body = bytes([0x00, 0x04]) + b"MQTT" + bytes([0x04, flags, 0x00, 0x3C]) + payload
+    connect = bytes([0x10, len(body)]) + body
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(connect)
         return sock.recv(4)
@@ -153,3 +161,23 @@ def test_services_up_refuses_anonymous_clients_unless_told_otherwise(state_dir: 
     open_to_all = up("--anonymous")
     assert open_to_all.mqtt is not None and open_to_all.mqtt.pid != secure.mqtt.pid
     assert _mqtt_connack(open_to_all.mqtt.port) == bytes([0x20, 0x02, 0x00, 0x00])
+
+    # Accounts provisioned while the broker runs without them are loaded from the registry at its next secure start.
+    def lykta(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "lykta.cli", *args], capture_output=True, text=True, env=env,
+                              timeout=120, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    lykta("db", "migrate")
+    lykta("tenants", "add", "solvik", "--name", "Solvik")
+    lykta(
+        "assets", "import", str(Path(__file__).resolve().parents[2] / "examples" / "solvik.csv"), "--tenant", "solvik"
+    )
+    said = lykta("devices", "provision", "--tenant", "solvik", "--gateway")
+    assert "running without accounts (--anonymous)" in said
+    secure_again = up()
+    assert secure_again.mqtt is not None
+    login = (state_dir / "secrets" / "mqtt-gateway-solvik").read_text().strip()
+    assert _mqtt_connack(secure_again.mqtt.port, ("gateway-solvik", login)) == bytes([0x20, 0x02, 0x00, 0x00])
+    assert _mqtt_connack(secure_again.mqtt.port, ("gateway-solvik", "wrong")) == bytes([0x20, 0x02, 0x00, 0x05])
