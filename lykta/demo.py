@@ -193,7 +193,7 @@ def _stored(url: str) -> list[str]:
         s = reports.stored_summary(conn)
     return [
         f"{s.readings:,} readings from {s.devices} devices",
-        f"{s.offline} offline announcements (Last Will)",
+        f"{s.offline} offline announcements (a Last Will, or the gateway for its device)",
         "events: " + (", ".join(f"{e} x{n}" for e, n in s.events) or "none"),
         "dead letters: " + (", ".join(f"{r} x{n}" for r, n in s.dead_letters) or "none"),
     ]

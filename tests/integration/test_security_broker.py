@@ -140,6 +140,13 @@ def secure_broker(conn: psycopg.Connection, town: dict[str, dict[str, Issued]]) 
         shutil.rmtree(state, ignore_errors=True)
 
 
+def stored(db_url: str, base: float) -> set[int]:
+    """The stored readings, by their device time's seconds after ``base`` (reading n is sent at base + n)."""
+    with psycopg.connect(db_url) as c:
+        rows = c.execute("SELECT extract(epoch FROM device_time)::float8 FROM telemetry").fetchall()
+    return {round(r[0] - base) for r in rows}
+
+
 def topic(tenant: str, device: str, channel: str = "telemetry") -> str:
     return f"lykta/{tenant}/streetlight_controller/{device}/{channel}"
 
@@ -380,13 +387,8 @@ def test_a_device_in_ingests_share_group_takes_nothing_from_ingest(
                 payload = orjson.dumps({"ts": base + n, "metrics": {"power_w": 40}})
                 assert device.publish(topic("north", "D1"), payload) == "Success"
 
-            def stored() -> set[int]:
-                with psycopg.connect(db_url) as c:
-                    rows = c.execute("SELECT extract(epoch FROM device_time)::float8 FROM telemetry").fetchall()
-                return {round(r[0] - base) for r in rows}
-
-            wait_for(lambda: len(stored()) == 40, 30, f"the 40 readings (stored: {len(stored())})")
-            assert stored() == set(range(40))
+            wait_for(lambda: len(stored(db_url, base)) == 40, 30, "the 40 readings")
+            assert stored(db_url, base) == set(range(40))
             assert attacker.received == []
     finally:
         attacker.close()
@@ -416,13 +418,8 @@ def test_a_device_cannot_take_ingests_client_id(
                 payload = orjson.dumps({"ts": base + n, "metrics": {"power_w": 40}})
                 assert device.publish(topic("north", "D1"), payload) == "Success"
 
-            def stored() -> set[int]:
-                with psycopg.connect(db_url) as c:
-                    rows = c.execute("SELECT extract(epoch FROM device_time)::float8 FROM telemetry").fetchall()
-                return {round(r[0] - base) for r in rows}
-
-            wait_for(lambda: len(stored()) == 20, 30, f"the 20 readings (stored: {len(stored())})")
-            assert stored() == set(range(20))
+            wait_for(lambda: len(stored(db_url, base)) == 20, 30, "the 20 readings")
+            assert stored(db_url, base) == set(range(20))
             link = ingest.service.link if ingest.service else None
             assert link is not None and link.generation == 1 and not link.lost.is_set()  # never taken over
     finally:
