@@ -432,9 +432,10 @@ def test_a_broker_crash_with_ingest_keeping_up_loses_nothing_ingest_had_received
 ) -> None:
     """kill -9 of the broker under 2,000 msg/s: ingest used to forget the messages it held from the dead connection
     (23 lost), counting on a redelivery that a crashed broker cannot make for what it had not saved. It now commits
-    them. What the broker had acknowledged but neither saved nor passed to ingest is the documented window: the
-    test shows that nothing acknowledged earlier than it is lost. (Ingest's subscription must be in a save: the
-    broker here saves every 2 s, and the test waits for one.)"""
+    them (test_messages_ingest_holds_when_the_broker_crashes_are_committed shows it deterministically). What the
+    broker had acknowledged but neither saved nor passed to ingest is the documented window: nothing acknowledged
+    before it is lost. (Ingest's subscription must be in a save: the broker here saves every 2 s, and the test
+    waits for one.)"""
     base = float(int(time.time()) - 86_400)
     total = 8000
     ingest = IngestProcess(town_url, restartable_broker.url, "crash-ingest")
@@ -453,8 +454,10 @@ def test_a_broker_crash_with_ingest_keeping_up_loses_nothing_ingest_had_received
         lost = set(acked) - stored(town_url, base)
         report = _describe(lost, acked, killed)
         print(report)
-        assert lost <= _window(acked, killed, 0.25), report
-        assert len(lost) <= 50, report
+        # What ingest had received is committed; what the broker held unsent is in its last save (at most one
+        # interval old); so only messages acknowledged within the last interval can be lost (measured: none or a
+        # few, docs/ingest.md).
+        assert lost <= _window(acked, killed, restartable_broker.autosave_s + 0.5), report
     finally:
         if publisher is not None:
             publisher.close()
