@@ -5,6 +5,7 @@ A save writes every session and every queued message to disk and blocks the brok
 with what the broker holds. The run therefore queues Q messages for an offline persistent session first (0 for
 a broker whose subscribers keep up; a million for one holding an outage's worth), then publishes as fast as one
 QoS 1 publisher can for some seconds, every message also queued for that session, and counts acknowledgements.
+It also reports the longest time without any acknowledgement: a save stalls the broker for that long.
 
     .venv/bin/python bench/broker_autosave.py --autosave 10 --queued 0 1000000 --seconds 30
 
@@ -29,7 +30,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from lykta import mosquitto
-from simulators.publisher import connection
+from simulators.publisher import Publisher, connection
 
 PAYLOAD = (
     b'{"ts": 1764590400.0, "metrics": {"power_w": 41.0, "voltage_v": 230.0, "current_a": 0.18, '
@@ -55,18 +56,36 @@ def _offline_session(port: int) -> None:
     client.loop_stop()
 
 
-async def _publish(port: int, *, count: int | None, seconds: float | None) -> tuple[int, float]:
-    """Publish ``count`` messages, or as many as fit in ``seconds``; returns (acknowledged, elapsed)."""
+async def _publish(port: int, *, count: int | None, seconds: float | None) -> tuple[int, float, float]:
+    """Publish ``count`` messages, or as many as fit in ``seconds``; returns (acknowledged, elapsed, longest
+    stall): the longest time without a single acknowledgement while messages were outstanding, which is how
+    long a save held the broker up."""
     began = time.monotonic()
     sent = 0
     async with connection("127.0.0.1", port, f"bench-{os.getpid()}-{began}", window=1000) as pub:
+        done = asyncio.Event()
+        watcher = asyncio.create_task(_longest_stall(pub, done))
         while (count is None or sent < count) and (seconds is None or time.monotonic() - began < seconds):
             for _ in range(500):
                 await pub.publish(f"lykta/bench/streetlight_controller/SLC-{sent % 244 + 1:04d}/telemetry", PAYLOAD)
                 sent += 1
         await pub.settle()
+        done.set()
+        stall = await watcher
         acked = pub.acked
-    return acked, time.monotonic() - began
+    return acked, time.monotonic() - began, stall
+
+
+async def _longest_stall(pub: Publisher, done: asyncio.Event) -> float:
+    last, since, longest = pub.acked, time.monotonic(), 0.0
+    while not done.is_set():
+        await asyncio.sleep(0.005)
+        now = time.monotonic()
+        if pub.acked != last:
+            last, since = pub.acked, now
+        else:
+            longest = max(longest, now - since)
+    return longest
 
 
 def _watch_saves(db: Path, saves: set[int], done: threading.Event) -> None:
@@ -84,8 +103,8 @@ def _watch_saves(db: Path, saves: set[int], done: threading.Event) -> None:
             saves.add(inode)
 
 
-def run_one(autosave: int, queued: int, seconds: float) -> tuple[float, int]:
-    """Messages per second acknowledged, and how many saves the broker logged during the run."""
+def run_one(autosave: int, queued: int, seconds: float) -> tuple[float, int, float]:
+    """Messages per second acknowledged, how many saves happened during the run, and the longest stall."""
     state = Path(tempfile.mkdtemp(prefix="lykta-autosave-"))
     state.chmod(0o755)
     info = mosquitto.start(state, None, autosave_s=autosave)
@@ -98,11 +117,11 @@ def run_one(autosave: int, queued: int, seconds: float) -> tuple[float, int]:
         watcher = threading.Thread(target=_watch_saves, args=(state / "mosquitto" / "mosquitto.db", saves, done))
         watcher.start()
         try:
-            acked, elapsed = asyncio.run(_publish(info.port, count=None, seconds=seconds))
+            acked, elapsed, stall = asyncio.run(_publish(info.port, count=None, seconds=seconds))
         finally:
             done.set()
             watcher.join()
-        return acked / elapsed, len(saves)
+        return acked / elapsed, len(saves), stall
     finally:
         os.kill(info.pid, signal.SIGKILL)  # no final save of a million messages: it is not part of the measure
         shutil.rmtree(state, ignore_errors=True)
