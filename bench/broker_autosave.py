@@ -134,13 +134,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     args = parser.parse_args()
     print(
-        f"{'queued before':>14} {'baseline (no save) msg/s':>25} {f'autosave {args.autosave} s msg/s':>22} "
-        f"{'saves':>6} {'ratio':>6}"
+        f"{'queued before':>14} {'baseline (no save) msg/s':>25} {'longest stall':>14} "
+        f"{f'autosave {args.autosave} s msg/s':>22} {'saves':>6} {'longest stall':>14} {'ratio':>6}"
     )
     for queued in args.queued:
-        base, _ = run_one(3600, queued, args.seconds)
-        rate, saves = run_one(args.autosave, queued, args.seconds)
-        print(f"{queued:>14,} {base:>25,.0f} {rate:>22,.0f} {saves:>6} {rate / base:>6.2f}")
+        base, _, base_stall = run_one(3600, queued, args.seconds)
+        rate, saves, stall = run_one(args.autosave, queued, args.seconds)
+        print(
+            f"{queued:>14,} {base:>25,.0f} {base_stall * 1000:>11,.0f} ms {rate:>22,.0f} {saves:>6} "
+            f"{stall * 1000:>11,.0f} ms {rate / base:>6.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
