@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from dashboards import grafana_sql, provision
 from dashboards.build import build_all
@@ -30,7 +32,7 @@ from lykta import admin, demo_cases, devices, services
 from rules import definitions
 from rules.replay import TimeMap, backfill, persist
 from simulators.run import SimulationRequest, run_simulation
-from storage import assets, reports
+from storage import assets, grafana, reports
 from storage.connection import connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,18 +202,36 @@ def _stored(url: str) -> list[str]:
 
 
 def _dashboards(settings: Settings, url: str) -> list[str]:
-    """Write the dashboards and provisioning files, then run every panel's query as Grafana would."""
+    """Write the dashboards and provisioning files for this database, make Solvik's reader role, then run every
+    panel's query as Grafana would: as that role."""
     out = settings.state_dir / "grafana"
-    provision.build(out, provision.Target("127.0.0.1", 5432, "lykta"))
+    where = conninfo_to_dict(url)
+    role = grafana.reader_role(TENANT[0])
+    secret = settings.state_dir / "secrets" / f"grafana-db-{TENANT[0]}"
+    if not secret.exists():
+        secret.parent.mkdir(mode=0o700, exist_ok=True)
+        secret.touch(mode=0o600)
+        secret.write_text(secrets.token_urlsafe(24))
+    password = secret.read_text().strip()
+    with psycopg.connect(url, autocommit=True) as conn:
+        grafana.ensure_reader(conn, role, password, TENANT[0])
+    target = provision.Target(
+        str(where.get("host", "127.0.0.1")), int(str(where.get("port", 5432))), str(where["dbname"]), user=role
+    )
+    provision.build(out, target)
     end = datetime.now(UTC)
-    lines = [f"written to {out} (see docs/dashboards.md)"]
+    lines = [
+        f"written to {out} (see docs/dashboards.md); data source {target.host}:{target.port}/{target.database} "
+        f"as {role} (password in {secret})"
+    ]
     with psycopg.connect(url) as conn:
         variables = grafana_sql.everything(conn, TENANT[0], reports.a_failed_lamp(conn) or "SL-0001")
+    with psycopg.connect(make_conninfo(url, user=role, password=password)) as conn:
         for doc in build_all().values():
             counts = []
             for panel in doc["panels"]:
-                for target in panel.get("targets", []):
-                    sql = expand(target["rawSql"], time_from=end - timedelta(days=7), time_to=end, interval_s=3600,
+                for query in panel.get("targets", []):
+                    sql = expand(query["rawSql"], time_from=end - timedelta(days=7), time_to=end, interval_s=3600,
                                  variables=variables)  # fmt: skip
                     counts.append(len(conn.execute(sql).fetchall()))
             lines.append(f"{doc['title']}: {len(counts)} panels, rows per panel over the week: {counts}")

@@ -17,7 +17,7 @@ from typing import Any
 
 from floor.errors import NotInstalledError, ServiceError
 from lykta.broker_accounts import DYNSEC_FILE, admin_login, write_broker_file
-from lykta.process import Account, accepts_connections, cmdline, free_port, is_alive, stop_pid
+from lykta.process import Account, accepts_connections, cmdline, free_port, is_alive, port_is_free, stop_pid
 
 # Messages queued per client session while it is offline or slow (QoS 1 and 2).
 MAX_QUEUED_MESSAGES = 5_000_000
@@ -144,6 +144,12 @@ def start(
         if current == render_config(previous.port, root, security, autosave_s) and not _new_certificate(root, security):
             return previous
         stop(previous)
+    if previous is not None:
+        # After a crash the old port is held for a moment by the dead broker's closing connections; clients
+        # (a running ingest among them) know that port, so wait for it rather than move.
+        deadline = time.monotonic() + 10
+        while not port_is_free(previous.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
     port = free_port(previous.port if previous else None)
     _install_security(root, security)
     conf.write_text(render_config(port, root, security, autosave_s))

@@ -51,6 +51,9 @@ def ensure_reader(conn: psycopg.Connection, role: str, password: str, tenant_id:
         # earlier versions granted every table: take that back first
         "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}",
         "REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM {role}",
+        # no temporary objects (a leaky function among them): from PUBLIC, since a grant to PUBLIC would stay
+        "REVOKE TEMPORARY ON DATABASE {db} FROM PUBLIC",
+        "REVOKE TEMPORARY ON DATABASE {db} FROM {role}",
         "ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE SELECT ON TABLES FROM {role}",
         "ALTER ROLE {role} SET default_transaction_read_only = on",
     ):

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
+from lykta.services import ServiceState
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 LYKTA = [sys.executable, "-m", "lykta.cli"]
 
@@ -35,7 +39,12 @@ def test_demo_brings_up_services_migrates_and_imports_the_sample(state_dir: Path
     assert "accepted and done: case now verifying" in out
     assert "joined case #" in out and "the reporter sees status 'open'" in out
     assert "lykta · City overview: 4 panels, rows per panel over the week: [260," in out
-    assert (state_dir / "grafana" / "provisioning" / "datasources" / "lykta.yaml").exists()
+    source = yaml.safe_load((state_dir / "grafana" / "provisioning" / "datasources" / "lykta.yaml").read_text())
+    recorded = ServiceState.load(state_dir).postgres
+    assert recorded is not None
+    ds = source["datasources"][0]  # the demo's own database, read as Solvik's reader role (not the owner)
+    assert ds["url"] == f"127.0.0.1:{recorded.port}" and ds["user"] == "lykta_grafana_solvik"
+    assert "as lykta_grafana_solvik" in out
     second = run("--state-dir", str(state_dir), "demo")
     assert second.returncode == 0, second.stderr
     assert "schema up to date" in second.stdout

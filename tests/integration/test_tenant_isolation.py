@@ -268,3 +268,38 @@ def test_values_that_break_grafanas_quoting_end_in_errors(
         elif variable == "tenant":
             assert rows == run(two_towns, panel_sql(QUERIES[name].sql, {**own, "tenant": Variable(("x",))})), name
     assert errors > 0
+
+
+def test_a_leaky_function_sees_no_other_municipality(two_towns: str, service_state: ServiceState) -> None:
+    """The attack: a cheap, IMMUTABLE function that prints its argument, in the WHERE of a query on a view that runs
+    with its owner's rights. A reader could create one as a temporary function and saw the other municipality's
+    assets and districts. Now a reader can create nothing, not even temporarily, and a leaky function it could
+    call anyway (made here by the owner) only ever sees rows the view's municipality filter has let through."""
+    reader = as_reader(two_towns, "solvik", service_state)
+    leak = """CREATE FUNCTION {name}(text) RETURNS boolean LANGUAGE plpgsql COST 0.0000001 IMMUTABLE AS
+              $$ BEGIN RAISE NOTICE 'leak:%', $1; RETURN true; END $$"""
+    with psycopg.connect(reader, autocommit=True) as conn:
+        conn.execute("SET default_transaction_read_only = off")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(leak.format(name="pg_temp.leak"))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE TEMP TABLE mine (x int)")
+    with psycopg.connect(two_towns, autocommit=True) as owner:
+        owner.execute(leak.format(name="public.leak_probe"))
+        owner.execute(f"GRANT EXECUTE ON FUNCTION public.leak_probe(text) TO {reader_role('solvik')}")
+    try:
+        seen: list[str] = []
+        with psycopg.connect(reader, autocommit=True) as conn:
+            conn.add_notice_handler(lambda notice: seen.append(notice.message_primary or ""))
+            # what an attacker does so that the view's municipality filter is not an index condition
+            conn.execute("SET enable_indexscan = off")
+            conn.execute("SET enable_bitmapscan = off")
+            rows = conn.execute(
+                "SELECT count(*) FROM dash_energy_daily WHERE leak_probe(tenant_id) AND leak_probe(asset_id)"
+            ).fetchall()
+        assert rows[0][0] > 0 and seen  # the function ran, on solvik's rows
+        tenants_seen = {s.removeprefix("leak:") for s in seen if s.removeprefix("leak:") in ("solvik", "norrby")}
+        assert tenants_seen == {"solvik"}, sorted(set(seen))[:5]
+    finally:
+        with psycopg.connect(two_towns, autocommit=True) as owner:
+            owner.execute("DROP FUNCTION public.leak_probe(text)")
