@@ -76,6 +76,13 @@ def restartable_broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _holding(url: str, broker: Broker, client_id: str) -> IngestProcess:
+    """Ingest with a small receive window (200) and batches of 100: against a locked database it holds 200."""
+    return IngestProcess(
+        url, broker.url, client_id, LYKTA_INGEST_RECEIVE_MAXIMUM="200", LYKTA_INGEST_BATCH_MESSAGES="100"
+    )
+
+
 def stored(url: str, base: float) -> set[int]:
     """The numbers of the messages whose six readings are stored."""
     with psycopg.connect(url) as conn:
@@ -92,13 +99,7 @@ def test_a_broker_restart_while_the_database_is_locked(town_url: str, restartabl
     message is stored (the ones ingest held come again on the new connection)."""
     base = float(int(time.time()) - 86_400)
     total = 1500
-    ingest = IngestProcess(
-        town_url,
-        restartable_broker.url,
-        "paused-ingest",
-        LYKTA_INGEST_RECEIVE_MAXIMUM="200",
-        LYKTA_INGEST_BATCH_MESSAGES="100",
-    )
+    ingest = _holding(town_url, restartable_broker, "paused-ingest")
     lock = psycopg.connect(town_url)
     try:
         ingest.start()
@@ -509,13 +510,7 @@ def test_a_broker_crash_while_the_database_is_locked_loses_only_its_autosave_win
     save held it); what came after the last save is the documented loss. With ``autosave_interval 60`` this lost
     29,042 messages in the outside test."""
     base = float(int(time.time()) - 86_400)
-    ingest = IngestProcess(
-        town_url,
-        restartable_broker.url,
-        "crash-locked",
-        LYKTA_INGEST_RECEIVE_MAXIMUM="200",
-        LYKTA_INGEST_BATCH_MESSAGES="100",
-    )
+    ingest = _holding(town_url, restartable_broker, "crash-locked")
     lock = psycopg.connect(town_url)
     publisher: AckedPublisher | None = None
     try:
