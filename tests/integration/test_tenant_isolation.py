@@ -303,3 +303,19 @@ def test_a_leaky_function_sees_no_other_municipality(two_towns: str, service_sta
     finally:
         with psycopg.connect(two_towns, autocommit=True) as owner:
             owner.execute("DROP FUNCTION public.leak_probe(text)")
+
+
+def test_ingest_counters_are_for_the_installation_only(two_towns: str, service_state: ServiceState) -> None:
+    """``ingest_stats`` holds every municipality's message counts and rejection reasons: each municipality's reader
+    could read them (directly and through ``dash_ingest``). Now only the installation's reader sees them."""
+    with psycopg.connect(two_towns, autocommit=True) as owner:
+        owner.execute(
+            """INSERT INTO ingest_stats (at, instance, interval_s, received, stored, duplicates, rejected,
+                                         rejected_by_reason, batches, commit_seconds, backlog)
+               VALUES (now(), 'counters-test', 10, 100, 600, 0, 2, '{"malformed_json": 2}', 1, 0.01, 0)
+               ON CONFLICT DO NOTHING"""
+        )
+    for relation in ("ingest_stats", "dash_ingest"):
+        query = f"SELECT count(*) FROM {relation} WHERE instance = 'counters-test'"
+        assert run(as_reader(two_towns, "solvik", service_state), query) == [(0,)], relation
+        assert run(as_reader(two_towns, None, service_state), query) == [(1,)], relation
