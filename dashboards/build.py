@@ -81,6 +81,7 @@ def _variable(name: str, label: str, *, multi: bool = True) -> dashboard.QueryVa
         .definition(VARIABLES[name])
         .refresh(model.VariableRefresh.ON_DASHBOARD_LOAD)
         .sort(model.VariableSort.ALPHABETICAL_ASC)
+        .allow_custom_value(False)  # only what the variable's own query lists (docs/security.md)
     )
     if multi:
         v = v.multi(True).include_all(True).current(model.VariableOption(selected=True, text="All", value="$__all"))

@@ -6,7 +6,8 @@ is not needed. Follows Grafana's ``sqleng`` and the PostgreSQL data source's mac
 
 * ``$var``/``${var}``: a variable with several values (multi-value or "include all") becomes its values
   quoted (``'a','b'``, quotes doubled); one value of a single-value variable is inserted as it is.
-  ``${var:sqlstring}`` always quotes; ``${var:csv}`` joins without quotes; ``${var:raw}`` inserts as is.
+  ``${var:sqlstring}`` always quotes; ``${var:csv}`` joins without quotes; ``${var:raw}`` inserts as is;
+  ``${var:percentencode}`` percent-encodes (several values as ``{a,b}``).
 * ``$__interval`` (``5m``), ``$__interval_ms`` (``300000``).
 * ``$__time(c)``, ``$__timeEpoch(c)``, ``$__timeFilter(c)``, ``$__timeFrom()``, ``$__timeTo()``,
   ``$__timeGroup(c, interval)`` and ``$__timeGroupAlias(c, interval)`` (``time_bucket``),
@@ -20,6 +21,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import psycopg
 
@@ -62,7 +64,16 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def percentencode(value: str) -> str:
+    """Grafana's encodeURIComponentStrict: UTF-8, every byte but letters, digits and -_.~ as %XX."""
+    return quote(value, safe="-_.~")
+
+
 def _format(var: Variable, fmt: str | None) -> str:
+    if fmt == "percentencode":
+        # a multi-value (or "include all") variable as {a,b}, even with one value chosen; then encoded whole
+        joined = "{" + ",".join(var.values) + "}" if var.multi else ",".join(var.values)
+        return percentencode(joined)
     if fmt == "sqlstring" or (fmt is None and var.multi):
         return ",".join(_quote(v) for v in var.values)
     if fmt == "csv":

@@ -18,6 +18,7 @@ CALLABLE = (
     "dash_series(text[], text[], text, timestamptz, timestamptz, double precision)",
     "dash_kind_series(text[], text[], text[], text, timestamptz, timestamptz, double precision)",
     "dash_latest(text[], text[], text)",
+    "lykta_var(text)",
 )
 
 

@@ -4,8 +4,11 @@
 reader role sees only its municipalities' rows whatever the variables say (row-level security and the
 functions' own check).
 
-Variables are always formatted with ``${var:sqlstring}`` (each value quoted, quotes doubled), whether one or
-several values are chosen, so a value can never become SQL. Time comes from the time picker through
+Variables are always formatted with ``${var:percentencode}`` inside a string literal and decoded into a text
+array by ``lykta_var`` (``0014_dashboard_variables.sql``): percent-encoding leaves only letters, digits and
+``-_.~%``, so a value can neither close the string nor hold a Grafana macro (Grafana expands ``$__macro(...)``
+after it has put the variables in, also inside quoted values; with ``sqlstring`` quoting, hostile values in
+several variables together broke out of their quotes). Time comes from the time picker through
 ``$__timeFilter``, ``$__timeGroupAlias``, ``$__timeFrom()``/``$__timeTo()`` and ``$__interval_ms``; series
 functions pick raw readings, the hourly or the daily rollup from the interval, so long ranges read rollups.
 """
@@ -14,8 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-TENANT = "tenant_id IN (${tenant:sqlstring})"
-SCOPE = TENANT + " AND kind IN (${kind:sqlstring}) AND coalesce(district, '') IN (${district:sqlstring})"
+TENANT = "tenant_id = ANY (lykta_var('${tenant:percentencode}'))"
+SCOPE = (
+    TENANT
+    + " AND kind = ANY (lykta_var('${kind:percentencode}'))"
+    + " AND coalesce(district, '') = ANY (lykta_var('${district:percentencode}'))"
+)
 
 
 @dataclass(frozen=True)
@@ -26,9 +33,9 @@ class PanelQuery:
     """columns the panel needs, in order for time series (``time`` first)"""
 
 
-def _series(metric: str, assets: str = "ARRAY[${asset:sqlstring}]") -> str:
+def _series(metric: str, assets: str = "lykta_var('${asset:percentencode}')") -> str:
     return f"""SELECT $__timeGroupAlias("time", $__interval), asset_id AS metric, avg(value) AS value
-FROM dash_series(ARRAY[${{tenant:sqlstring}}], {assets}, '{metric}', $__timeFrom(), $__timeTo(),
+FROM dash_series(lykta_var('${{tenant:percentencode}}'), {assets}, '{metric}', $__timeFrom(), $__timeTo(),
                  $__interval_ms / 1000.0)
 WHERE $__timeFilter("time")
 GROUP BY 1, 2 ORDER BY 1, 2"""
@@ -36,7 +43,8 @@ GROUP BY 1, 2 ORDER BY 1, 2"""
 
 def _kind_series(metric: str, kind: str) -> str:
     return f"""SELECT $__timeGroupAlias("time", $__interval), asset_id AS metric, avg(value) AS value
-FROM dash_kind_series(ARRAY[${{tenant:sqlstring}}], ARRAY['{kind}'], ARRAY[${{district:sqlstring}}], '{metric}',
+FROM dash_kind_series(lykta_var('${{tenant:percentencode}}'), ARRAY['{kind}'],
+                      lykta_var('${{district:percentencode}}'), '{metric}',
                       $__timeFrom(), $__timeTo(), $__interval_ms / 1000.0)
 WHERE $__timeFilter("time")
 GROUP BY 1, 2 ORDER BY 1, 2"""
@@ -66,7 +74,8 @@ ORDER BY array_position(ARRAY['critical', 'major', 'minor', 'info'], severity)""
     ),
     "city.energy_today": PanelQuery(
         f"""SELECT coalesce(sum(kwh), 0) AS "kWh today" FROM dash_energy_daily
-WHERE {TENANT} AND coalesce(district, '') IN (${{district:sqlstring}}) AND day >= date_trunc('day', now())""",
+WHERE {TENANT} AND coalesce(district, '') = ANY (lykta_var('${{district:percentencode}}'))
+  AND day >= date_trunc('day', now())""",
         "table",
         ("kWh today",),
     ),
@@ -76,28 +85,31 @@ WHERE {TENANT} AND coalesce(district, '') IN (${{district:sqlstring}}) AND day >
     "asset.voltage": PanelQuery(_series("voltage_v"), "time_series", ("time", "metric", "value")),
     "asset.daylight": PanelQuery(
         """SELECT dusk AS "time", dawn_next AS "timeend", 'dark' AS text FROM (
-    SELECT dusk, lead(dawn) OVER (ORDER BY day) AS dawn_next FROM daylight WHERE tenant_id IN (${tenant:sqlstring})
+    SELECT dusk, lead(dawn) OVER (ORDER BY day) AS dawn_next FROM daylight
+    WHERE tenant_id = ANY (lykta_var('${tenant:percentencode}'))
 ) d WHERE $__timeFilter(dusk) ORDER BY 1""",
         "table",
         ("time", "timeend", "text"),
     ),
     "asset.latest": PanelQuery(
         """SELECT metric, value, unit, device_time AS "device time", received_at AS "received"
-FROM dash_latest(ARRAY[${tenant:sqlstring}], ARRAY[${asset:sqlstring}], NULL) ORDER BY metric""",
+FROM dash_latest(lykta_var('${tenant:percentencode}'), lykta_var('${asset:percentencode}'), NULL) ORDER BY metric""",
         "table",
         ("metric", "value", "unit", "device time", "received"),
     ),
     "asset.cases": PanelQuery(
         """SELECT case_id AS "case", fault, status, priority, observed_at AS "observed", due_at AS "due",
        resolution FROM dash_cases
-WHERE tenant_id IN (${tenant:sqlstring}) AND asset_id IN (${asset:sqlstring}) ORDER BY observed_at DESC""",
+WHERE tenant_id = ANY (lykta_var('${tenant:percentencode}')) AND asset_id = ANY (lykta_var('${asset:percentencode}'))
+ORDER BY observed_at DESC""",
         "table",
         ("case", "fault", "status", "priority", "observed", "due", "resolution"),
     ),
     # -- energy ---------------------------------------------------------------------------------------------
     "energy.by_district": PanelQuery(
         f"""SELECT $__timeGroupAlias(day, 1d), coalesce(nullif(district, ''), '-') AS metric, sum(kwh) AS value
-FROM energy_daily WHERE {TENANT} AND district IN (${{district:sqlstring}}) AND $__timeFilter(day)
+FROM energy_daily WHERE {TENANT} AND district = ANY (lykta_var('${{district:percentencode}}'))
+  AND $__timeFilter(day)
 GROUP BY 1, 2 ORDER BY 1, 2""",
         "time_series",
         ("time", "metric", "value"),
@@ -105,14 +117,16 @@ GROUP BY 1, 2 ORDER BY 1, 2""",
     "energy.savings": PanelQuery(
         f"""SELECT $__timeGroupAlias(day, 1d), sum(kwh) AS "used", sum(full_power_kwh) AS "at full power",
        sum(full_power_kwh) - sum(kwh) AS "saved by dimming"
-FROM energy_daily WHERE {TENANT} AND district IN (${{district:sqlstring}}) AND $__timeFilter(day)
+FROM energy_daily WHERE {TENANT} AND district = ANY (lykta_var('${{district:percentencode}}'))
+  AND $__timeFilter(day)
 GROUP BY 1 ORDER BY 1""",
         "time_series",
         ("time", "used", "at full power", "saved by dimming"),
     ),
     "energy.saved_share": PanelQuery(
         f"""SELECT coalesce(100 * (1 - sum(kwh) / nullif(sum(full_power_kwh), 0)), 0) AS "saved by dimming"
-FROM energy_daily WHERE {TENANT} AND district IN (${{district:sqlstring}}) AND $__timeFilter(day)""",
+FROM energy_daily WHERE {TENANT} AND district = ANY (lykta_var('${{district:percentencode}}'))
+  AND $__timeFilter(day)""",
         "table",
         ("saved by dimming",),
     ),
@@ -174,7 +188,7 @@ FROM dash_ingest WHERE $__timeFilter(at) GROUP BY 1 ORDER BY 1""",
     ),
     "ingest.dead_letters": PanelQuery(
         """SELECT reason, count(*) AS messages, max(received_at) AS "last" FROM dead_letters
-WHERE $__timeFilter(received_at) AND (tenant_id IS NULL OR tenant_id IN (${tenant:sqlstring}))
+WHERE $__timeFilter(received_at) AND (tenant_id IS NULL OR tenant_id = ANY (lykta_var('${tenant:percentencode}')))
 GROUP BY 1 ORDER BY 2 DESC""",
         "table",
         ("reason", "messages", "last"),
@@ -189,8 +203,8 @@ GROUP BY 1 ORDER BY 2 DESC""",
     "environment.icing": PanelQuery(
         """SELECT a.asset_id AS station, a.name, f.observed_at AS "since", f.severity FROM findings f
 JOIN dash_assets a ON a.tenant_id = f.tenant_id AND a.asset_id = f.asset_id
-WHERE f.tenant_id IN (${tenant:sqlstring}) AND f.fault = 'icyRoad' AND f.status = 'open'
-  AND coalesce(a.district, '') IN (${district:sqlstring}) ORDER BY f.observed_at""",
+WHERE f.tenant_id = ANY (lykta_var('${tenant:percentencode}')) AND f.fault = 'icyRoad' AND f.status = 'open'
+  AND coalesce(a.district, '') = ANY (lykta_var('${district:percentencode}')) ORDER BY f.observed_at""",
         "table",
         ("station", "name", "since", "severity"),
     ),
@@ -198,9 +212,10 @@ WHERE f.tenant_id IN (${tenant:sqlstring}) AND f.fault = 'icyRoad' AND f.status 
         _kind_series("water_level_m", "stormwater_well"), "time_series", ("time", "metric", "value")
     ),
     "environment.bins": PanelQuery(
-        """SELECT l.asset_id AS bin, l.value AS "fill" FROM dash_latest(ARRAY[${tenant:sqlstring}], NULL, 'fill_pct') l
+        """SELECT l.asset_id AS bin, l.value AS "fill"
+FROM dash_latest(lykta_var('${tenant:percentencode}'), NULL, 'fill_pct') l
 JOIN assets a ON a.tenant_id = l.tenant_id AND a.asset_id = l.asset_id
-WHERE coalesce(a.district, '') IN (${district:sqlstring}) ORDER BY l.value DESC LIMIT 50""",
+WHERE coalesce(a.district, '') = ANY (lykta_var('${district:percentencode}')) ORDER BY l.value DESC LIMIT 50""",
         "table",
         ("bin", "fill"),
     ),
@@ -208,10 +223,12 @@ WHERE coalesce(a.district, '') IN (${district:sqlstring}) ORDER BY l.value DESC 
 
 VARIABLES: dict[str, str] = {
     "tenant": "SELECT tenant_id FROM tenants ORDER BY 1",
-    "district": "SELECT DISTINCT coalesce(district, '') FROM assets WHERE tenant_id IN (${tenant:sqlstring}) "
+    "district": "SELECT DISTINCT coalesce(district, '') FROM assets "
+    "WHERE tenant_id = ANY (lykta_var('${tenant:percentencode}')) "
     "ORDER BY 1",
     "kind": "SELECT kind FROM asset_kinds ORDER BY 1",
-    "asset": "SELECT asset_id FROM assets WHERE tenant_id IN (${tenant:sqlstring}) AND kind = 'streetlight' "
+    "asset": "SELECT asset_id FROM assets WHERE tenant_id = ANY (lykta_var('${tenant:percentencode}')) "
+    "AND kind = 'streetlight' "
     "ORDER BY 1 LIMIT 1000",
 }
 """The template variables' own queries (Grafana runs them to list the choices)."""

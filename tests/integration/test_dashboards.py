@@ -213,6 +213,10 @@ def test_macros_expand_as_grafana_documents_them() -> None:
     )
     assert expand("$__timeFrom() $__timeTo() $__interval_ms", time_from=start, time_to=end, interval_s=0.5,
                   variables=v) == "'2017-04-21T05:01:17Z' '2017-04-21T05:06:17Z' 500"  # fmt: skip
+    # Grafana's percentencode: encodeURIComponentStrict of the value, of "{a,b}" for a multi-value variable
+    odd = v | {"one": Variable(("ä $__x(",), multi=False)}
+    assert expand("${host:percentencode} ${one:percentencode}", time_from=start, time_to=end, interval_s=60,
+                  variables=odd) == "%7Ba%2Cb%27c%7D %C3%A4%20%24__x%28"  # fmt: skip
     assert expand("IN ($host) = $one, ${one:sqlstring}, ${host:csv}", time_from=start, time_to=end, interval_s=60,
                   variables=v) == "IN ('a','b''c') = x, 'x', a,b'c"  # fmt: skip
     assert grafana_sql.interval_text(300) == "5m" and grafana_sql.interval_text(86400) == "1d"
@@ -248,6 +252,11 @@ def test_dashboards_validate_against_grafanas_schemas() -> None:
     broken["panels"][0]["gridPos"] = {"h": "tall"}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, dashboard_schema)
+
+
+def test_variables_take_only_the_values_their_queries_list() -> None:
+    variables = [v for doc in build_all().values() for v in doc.get("templating", {}).get("list", [])]
+    assert variables and all(v.get("allowCustomValue") is False for v in variables if v["type"] == "query")
 
 
 def test_build_writes_files_a_grafana_server_provisions(tmp_path: Path) -> None:
