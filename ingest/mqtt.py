@@ -62,10 +62,11 @@ class MqttLink:
         self.host, self.port, self.client_id = host, port, client_id
         self.subscriptions = subscriptions
         self.unsubscribe = unsubscribe or []
+        """filters this client no longer wants (an earlier version's subscription kept in its session)"""
         self.partition, self.partitions = partition
         """this client stores partition k of N; messages of other partitions are acknowledged as they arrive"""
         self.foreign = 0
-        """filters this client no longer wants (an earlier version's subscription kept in its session)"""
+        """messages of other partitions acknowledged at once"""
         self.receive_maximum = min(receive_maximum, 65_535)
         self.session_expiry_s = session_expiry_s
         self.keepalive = keepalive
@@ -93,44 +94,11 @@ class MqttLink:
         self.lost.clear()
         self._acks.clear()
         self._reading.set()  # a new connection reads (at least its CONNACK and SUBACK); the caller may pause again
-        where = f"{self.host}:{self.port}"
-        try:
-            async with asyncio.timeout(answer_within):
-                reader, writer = await asyncio.open_connection(
-                    self.host, self.port, ssl=self.tls, limit=_READ_CHUNK * 4
-                )
-                writer.write(
-                    wire.connect_packet(
-                        self.client_id,
-                        keepalive=self.keepalive,
-                        clean_start=False,  # resume the session
-                        session_expiry_s=self.session_expiry_s,
-                        receive_maximum=self.receive_maximum,
-                        maximum_packet_size=MAX_PACKET_SIZE,
-                        username=self.username,
-                        password=self.password,
-                    )
-                )
-                await writer.drain()
-                connack = await wire.read_connack(reader)
-        except TimeoutError:
-            raise BrokerUnavailable(f"the MQTT broker at {where} did not answer in {answer_within} s") from None
-        except (OSError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
-            raise BrokerUnavailable(f"cannot reach the MQTT broker at {where}: {exc}") from exc
-        except wire.MalformedPacket as exc:
-            writer.close()
-            raise BrokerUnavailable(
-                f"the broker at {where} did not answer CONNECT with an MQTT v5 CONNACK: {exc}"
-            ) from None
-        if connack.reason >= 0x80:
-            writer.close()
-            account = f"account {self.username!r}" if self.username else "no account (anonymous)"
-            hint = ""
-            if connack.reason in (0x86, 0x87):
-                hint = "; check the broker account (lykta devices provision, docs/security.md)"
-            raise BrokerUnavailable(
-                f"the MQTT broker refused the connection with {account}: {wire.reason_text(connack.reason)}{hint}"
-            )
+        reader, writer, connack = await self._handshake(
+            answer_within,
+            clean_start=False,
+            session_expiry_s=self.session_expiry_s,  # resume the session
+        )
         self.connack = connack
         if connack.server_keep_alive is not None:  # the broker's value wins [3.2.2.3.14]
             self.keepalive = connack.server_keep_alive
@@ -159,33 +127,57 @@ class MqttLink:
         """Remove this client id's session from the broker: a clean start with a session expiry of 0, then
         DISCONNECT (whatever still waited in the session is discarded; drain it first)."""
         await self._close()
+        _, writer, _ = await self._handshake(answer_within, clean_start=True, session_expiry_s=0)
+        try:
+            writer.write(wire.DISCONNECT_PACKET)
+            with contextlib.suppress(OSError):
+                await writer.drain()
+        finally:
+            writer.close()
+
+    async def _handshake(
+        self, answer_within: float, *, clean_start: bool, session_expiry_s: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, wire.Connack]:
+        """Open the connection, send CONNECT and read the CONNACK; a refusal or silence is BrokerUnavailable."""
         where = f"{self.host}:{self.port}"
         try:
             async with asyncio.timeout(answer_within):
-                reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self.tls)
-                try:
-                    writer.write(
-                        wire.connect_packet(
-                            self.client_id,
-                            keepalive=self.keepalive,
-                            clean_start=True,
-                            session_expiry_s=0,
-                            username=self.username,
-                            password=self.password,
-                        )
+                reader, writer = await asyncio.open_connection(
+                    self.host, self.port, ssl=self.tls, limit=_READ_CHUNK * 4
+                )
+                writer.write(
+                    wire.connect_packet(
+                        self.client_id,
+                        keepalive=self.keepalive,
+                        clean_start=clean_start,
+                        session_expiry_s=session_expiry_s,
+                        receive_maximum=self.receive_maximum,
+                        maximum_packet_size=MAX_PACKET_SIZE,
+                        username=self.username,
+                        password=self.password,
                     )
-                    await writer.drain()
-                    connack = await wire.read_connack(reader)
-                    if connack.reason >= 0x80:
-                        raise BrokerUnavailable(f"the broker refused to end session {self.client_id!r}")
-                    writer.write(wire.DISCONNECT_PACKET)
-                    await writer.drain()
-                finally:
-                    writer.close()
+                )
+                await writer.drain()
+                connack = await wire.read_connack(reader)
         except TimeoutError:
             raise BrokerUnavailable(f"the MQTT broker at {where} did not answer in {answer_within} s") from None
-        except (OSError, asyncio.IncompleteReadError, wire.MalformedPacket) as exc:
-            raise BrokerUnavailable(f"cannot end session {self.client_id!r} at {where}: {exc}") from None
+        except (OSError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
+            raise BrokerUnavailable(f"cannot reach the MQTT broker at {where}: {exc}") from exc
+        except wire.MalformedPacket as exc:
+            writer.close()
+            raise BrokerUnavailable(
+                f"the broker at {where} did not answer CONNECT with an MQTT v5 CONNACK: {exc}"
+            ) from None
+        if connack.reason >= 0x80:
+            writer.close()
+            account = f"account {self.username!r}" if self.username else "no account (anonymous)"
+            hint = ""
+            if connack.reason in (0x86, 0x87):
+                hint = "; check the broker account (lykta devices provision, docs/security.md)"
+            raise BrokerUnavailable(
+                f"the MQTT broker refused the connection with {account}: {wire.reason_text(connack.reason)}{hint}"
+            )
+        return reader, writer, connack
 
     async def _close(self) -> None:
         for task in self._tasks:

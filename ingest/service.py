@@ -37,8 +37,6 @@ from storage.errors import DatabaseUnavailable
 log = logging.getLogger("lykta.ingest")
 
 TOPIC_FILTER = "lykta/+/+/+/+"
-
-
 DRAINED_AFTER_S = 2.0
 """A session being retired is drained once nothing arrived for this long with nothing held or in flight."""
 
@@ -67,7 +65,6 @@ class Ingest:
         self.mqtt_url = mqtt_url
         self.retiring = retiring
         """drain this (earlier layout's) session, storing every message, then remove it from the broker"""
-        self.last_received = time.monotonic()
         parts = urlsplit(mqtt_url)
         self.mqtt_tls = client_tls(mqtt_url, settings.mqtt_ca_file)
         self.mqtt_login = client_login(settings, local_ingest=True)
@@ -99,7 +96,6 @@ class Ingest:
 
     def on_message(self, generation: int, mid: int, topic: str, payload: bytes) -> None:
         now = time.time()
-        self.last_received = time.monotonic()
         decoded = decode(topic, payload, now, self.registry.catalogue, self.limits)
         if len(topic) > MAX_TOPIC_CHARS:  # refused by the decoder; keep no more of it than the dead letter shows
             topic = topic[:MAX_TOPIC_CHARS] + "…"
@@ -234,12 +230,14 @@ class Ingest:
                 log.warning("lost the connection to the broker; reconnecting in %.1f s", delay)
                 await sleep_unless(self.stopping, delay)
 
+    async def _connection(self) -> psycopg.AsyncConnection:
+        """A short-lived autocommit connection, for the bookkeeping beside the write path."""
+        return await psycopg.AsyncConnection.connect(self.database_url, autocommit=True, connect_timeout=5)
+
     async def _record_session(self) -> None:
         base = base_of(self.client_id, self.partition, self.partitions)
         try:
-            async with await psycopg.AsyncConnection.connect(
-                self.database_url, autocommit=True, connect_timeout=5
-            ) as conn:
+            async with await self._connection() as conn:
                 await store.record_session(conn, self.client_id, base, f"{self.partition}/{self.partitions}")
         except psycopg.Error as exc:
             log.warning("could not record ingest's broker session (retried at the next connection): %s", exc)
@@ -256,9 +254,7 @@ class Ingest:
         await wait_any(self._session_recorded, self.stopping)
         while not self.stopping.is_set():
             try:
-                async with await psycopg.AsyncConnection.connect(
-                    self.database_url, autocommit=True, connect_timeout=5
-                ) as conn:
+                async with await self._connection() as conn:
                     known = await store.sessions(conn, base)
             except psycopg.Error:
                 known = None
@@ -288,9 +284,13 @@ class Ingest:
 
     async def _drain_watch(self) -> None:
         """For a retiring session: stop once nothing arrived for a while with nothing held, then end the session."""
+        seen, since = -1, time.monotonic()
         while not self.stopping.is_set():
             await sleep_unless(self.stopping, 0.5)
-            idle = time.monotonic() - self.last_received
+            received = self.link.received if self.link is not None else 0
+            if received != seen:
+                seen, since = received, time.monotonic()
+            idle = time.monotonic() - since
             if self.connected.is_set() and not self.buffer and not self.in_flight and idle > DRAINED_AFTER_S:
                 self.drained = True
                 self.stopping.set()
@@ -308,9 +308,7 @@ class Ingest:
             await sleep_unless(self.stopping, interval)
             row = self.stats.take(len(self.buffer) + self.in_flight)
             try:
-                async with await psycopg.AsyncConnection.connect(
-                    self.database_url, autocommit=True, connect_timeout=5
-                ) as conn:
+                async with await self._connection() as conn:
                     await store.record_stats(conn, row)
             except psycopg.Error:
                 self.stats.restore(row)
@@ -384,9 +382,7 @@ class Ingest:
                 await flusher
                 if self.drained:
                     await self.link.end_session()
-                    async with await psycopg.AsyncConnection.connect(
-                        self.database_url, autocommit=True, connect_timeout=5
-                    ) as conn:
+                    async with await self._connection() as conn:
                         await store.forget_session(conn, self.client_id)
                 else:
                     await self.link.disconnect()

@@ -173,9 +173,7 @@ def admin_login(state_dir: Path, *, create: bool = False) -> tuple[str, str] | N
     if not path.exists():
         if not create:
             return None
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        path.parent.chmod(0o700)
-        _write_private(path, new_secret() + "\n", None)
+        keep_secret(path, new_secret())
     return ADMIN_USERNAME, path.read_text().strip()
 
 
@@ -299,9 +297,10 @@ def write_secrets(path: Path, issued: Sequence[Issued]) -> None:
             fh.write(f"{i.tenant_id or ''},{i.device_id or ''},{i.username},{i.password}\n")
 
 
-def store_local_secret(path: Path, issued: Issued) -> Path:
-    """Keep a local service's password where the lykta commands on this machine find it (mode 0600)."""
+def keep_secret(path: Path, secret: str) -> Path:
+    """Keep a local service's password where the lykta commands on this machine find it: mode 0600, in a
+    directory only its owner may enter."""
     path.parent.mkdir(mode=0o700, exist_ok=True)
     path.parent.chmod(0o700)
-    _write_private(path, issued.password + "\n", None, mode=0o600)
+    _write_private(path, secret + "\n", None, mode=0o600)
     return path

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from floor.config import Settings
 from floor.errors import LyktaError
 from floor.mqtt_login import local_gateway_login, local_login
 from lykta import admin, demo_cases, devices, services
+from lykta.broker_accounts import keep_secret, new_secret
 from rules import definitions
 from rules.replay import TimeMap, backfill, persist
 from simulators.run import SimulationRequest, run_simulation
@@ -209,9 +209,7 @@ def _dashboards(settings: Settings, url: str) -> list[str]:
     role = grafana.reader_role(TENANT[0])
     secret = settings.state_dir / "secrets" / f"grafana-db-{TENANT[0]}"
     if not secret.exists():
-        secret.parent.mkdir(mode=0o700, exist_ok=True)
-        secret.touch(mode=0o600)
-        secret.write_text(secrets.token_urlsafe(24))
+        keep_secret(secret, new_secret())
     password = secret.read_text().strip()
     with psycopg.connect(url, autocommit=True) as conn:
         grafana.ensure_reader(conn, role, password, TENANT[0])

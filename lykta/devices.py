@@ -59,7 +59,7 @@ def provision(database_url: str, state_dir: Path, req: ProvisionRequest) -> list
             gateway = broker_accounts.provision_gateway(conn, tenant)
             issued.append(gateway)
             if local_gateway:
-                path = broker_accounts.store_local_secret(gateway_secret_file(state_dir, tenant), gateway)
+                path = broker_accounts.keep_secret(gateway_secret_file(state_dir, tenant), gateway.password)
                 lines.append(f"gateway: account {gateway.username} (client id the same), password in {path}")
             else:
                 to_file.append(gateway)
@@ -70,7 +70,7 @@ def provision(database_url: str, state_dir: Path, req: ProvisionRequest) -> list
         if local_ingest:
             ingest = broker_accounts.provision_ingest(conn)
             issued.append(ingest)
-            path = broker_accounts.store_local_secret(ingest_secret_file(state_dir), ingest)
+            path = broker_accounts.keep_secret(ingest_secret_file(state_dir), ingest.password)
             lines.append(f"ingest: account {INGEST_USERNAME}, password in {path} (mode 0600)")
         elif req.ingest:
             ingest = broker_accounts.provision_ingest(conn)
