@@ -1,8 +1,10 @@
 """lykta's Grafana dashboards, built with grafana-foundation-sdk; every panel's SQL comes from storage.panels.
 
-Six dashboards: city overview, asset detail, energy, maintenance, ingestion health, environment. They use one
-PostgreSQL data source (uid ``lykta-postgres``, TimescaleDB on) and the template variables tenant, district
-and kind (asset detail: tenant and asset).
+Seven dashboards: city overview, asset detail, energy, lamps (burning hours), maintenance, ingestion health,
+environment. They use one PostgreSQL data source (uid ``lykta-postgres``, TimescaleDB on) and the template
+variables tenant, district and kind (asset detail: tenant and asset). Every dashboard links to the others
+(keeping the time range and the variables); rows naming an asset link to its asset dashboard, rows naming a case
+to the case in lykta's console when its address is known (``api_public_url``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 with warnings.catch_warnings():
     # The SDK suggests its v2 dashboard schema; file provisioning and the JSON schemas Grafana publishes for
@@ -23,6 +25,7 @@ from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models import geomap as geomap_model
 
 from storage.panels import QUERIES, VARIABLES
 
@@ -30,6 +33,23 @@ DATASOURCE_TYPE = "grafana-postgresql-datasource"
 DATASOURCE_UID = "lykta-postgres"
 SOURCE = common.DataSourceRef(type_val=DATASOURCE_TYPE, uid=DATASOURCE_UID)
 TAGS = ["lykta"]
+
+
+def _field(name: str) -> str:
+    """Grafana's placeholder for a column of the link's row."""
+    return "${__data.fields." + name + "}"
+
+
+def asset_url(asset_field: str) -> str:
+    """The asset dashboard of the asset named in column ``asset_field`` of a row, over the same time range."""
+    variables = f"var-tenant={_field('tenant_id')}&var-asset={_field(asset_field)}"
+    return f"/d/lykta-asset/lykta-asset?{variables}&${{__url_time_range}}"
+
+
+def case_url(console: str, case_field: str) -> str:
+    """The case named in column ``case_field`` of a row, in lykta's console at ``console``."""
+    return f"{console.rstrip('/')}/console/{_field('tenant_id')}/cases/{_field(case_field)}"
+
 
 STATE_COLOURS = {
     "0": ("ok", "green"),
@@ -88,6 +108,45 @@ def _variable(name: str, label: str, *, multi: bool = True) -> dashboard.QueryVa
     return v
 
 
+def _link(title: str, url: str) -> dashboard.DashboardLink:
+    """A data link: Grafana offers it on every cell of a row (or a map marker's tooltip), with the row's values."""
+    return (
+        dashboard.DashboardLink(title)
+        .type(model.DashboardLinkType.LINK)
+        .url(url)
+        .icon("external link")
+        .tooltip(title)
+        .tags([])
+        .as_dropdown(False)
+        .target_blank(False)
+        .include_vars(False)
+        .keep_time(False)
+    )
+
+
+P = TypeVar("P", table.Panel, geomap.Panel)
+
+
+def _row_links(panel: P, console: str | None, *, asset: str = "asset", case: str | None = None) -> P:
+    """A row's links: its asset's dashboard and, when lykta's address is known, its case in the console."""
+    links: list[cogbuilder.Builder[model.DashboardLink]] = [_link("Asset dashboard", asset_url(asset))]
+    if case is not None and console is not None:
+        links.append(_link("Case in lykta", case_url(console, case)))
+    return panel.data_links(links)
+
+
+def _navigation() -> dashboard.DashboardLink:
+    """Every lykta dashboard, keeping the time range and the variables."""
+    return (
+        dashboard.DashboardLink("lykta")
+        .type(model.DashboardLinkType.DASHBOARDS)
+        .tags(TAGS)
+        .as_dropdown(False)
+        .include_vars(True)
+        .keep_time(True)
+    )
+
+
 def _thresholds(*steps: tuple[float | None, str]) -> dashboard.ThresholdsConfig:
     return (
         dashboard.ThresholdsConfig()
@@ -137,10 +196,11 @@ def _base(uid: str, title: str, description: str, time_from: str = "now-24h") ->
         .refresh("1m")
         .timezone("browser")
         .editable()
+        .links([_navigation()])
     )
 
 
-def city() -> dashboard.Dashboard:
+def city(console: str | None = None) -> dashboard.Dashboard:
     mappings: list[Any] = [
         model.ValueMap(options={k: model.ValueMappingResult(text=t, color=c, index=int(k))})
         for k, (t, c) in STATE_COLOURS.items()
@@ -169,6 +229,11 @@ def city() -> dashboard.Dashboard:
         )
     )
     state_thresholds = _thresholds((None, "green"), (1, "#8e8e8e"), (2, "red"), (3, "orange"))
+    faults = _table("Open faults and cases", "city.open_faults", _pos(0, 18, 24, 12)).description(
+        "Every case not resolved and every open finding no case holds yet, past due first. Sort by any column; "
+        "the asset opens its dashboard, the case opens it in lykta."
+    )
+    faults = _row_links(faults, console, case="case")
     return (
         _base("lykta-city", "lykta · City overview", "Assets on the map by state, counts, open cases, energy today.")
         .with_variable(_variable("tenant", "Municipality"))
@@ -177,15 +242,18 @@ def city() -> dashboard.Dashboard:
         .with_panel(
             geomap.Panel()
             .title("Assets by state")
+            .description("Colour by state; a marker's tooltip shows its fault and since when, and opens the asset.")
             .datasource(SOURCE)
             .with_target(Sql("city.map"))
             .grid_pos(_pos(0, 0, 16, 18))
             .basemap(common_builders.MapLayerOptions().type("default").name("Basemap"))
             .layers([layer])
             .view(geomap.MapViewConfig().id("fit").zoom(13))
+            .tooltip(geomap.TooltipOptions().mode(geomap_model.TooltipMode.DETAILS))
             .mappings(mappings)
             .thresholds(state_thresholds)
             .color_scheme(dashboard.FieldColor().mode(model.FieldColorModeId.THRESHOLDS))
+            .data_links([_link("Asset dashboard", asset_url("asset_id"))])
         )
         .with_panel(
             _stat("Devices by state", "city.counts", "none", _pos(16, 0, 8, 6), (None, "blue")).description(
@@ -193,7 +261,12 @@ def city() -> dashboard.Dashboard:
             )
         )
         .with_panel(_bars("Open cases by severity", "city.cases_by_severity", "none", _pos(16, 6, 8, 7)))
-        .with_panel(_stat("Energy today", "city.energy_today", "kwatth", _pos(16, 13, 8, 5), (None, "yellow")))
+        .with_panel(
+            _stat("Energy today", "city.energy_today", "kwatth", _pos(16, 13, 8, 5), (None, "yellow")).description(
+                "Since midnight in the municipality's time zone, up to the last hour lykta db maintain rolled up."
+            )
+        )
+        .with_panel(faults)
     )
 
 
@@ -210,12 +283,12 @@ def asset() -> dashboard.Dashboard:
         _base(
             "lykta-asset",
             "lykta · Asset detail",
-            "One streetlight: power, dim level and voltage with the dark hours "
-            "marked, its latest readings and its cases.",
+            "One asset: its latest readings and its cases; for a streetlight power, dim level and voltage with the "
+            "dark hours marked.",
             "now-3d",
         )
         .with_variable(_variable("tenant", "Municipality", multi=False))
-        .with_variable(_variable("asset", "Streetlight", multi=False))
+        .with_variable(_variable("asset", "Asset", multi=False))
         .annotation(daylight)
         .with_panel(_series("Power", "asset.power", "watt", _pos(0, 0, 24, 8)).min(0))
         .with_panel(_series("Dim level", "asset.dim", "percent", _pos(0, 8, 12, 7)).min(0).max(100))
@@ -234,7 +307,8 @@ def energy() -> dashboard.Dashboard:
         _base(
             "lykta-energy",
             "lykta · Energy",
-            "Energy per district and day from the daily rollup, and what dimming saved against burning at full power.",
+            "Energy per district and day (the municipality's days) and what dimming saved against burning at full "
+            "power.",
             "now-30d",
         )
         .with_variable(_variable("tenant", "Municipality"))
@@ -253,12 +327,61 @@ def energy() -> dashboard.Dashboard:
     )
 
 
-def maintenance() -> dashboard.Dashboard:
+def lamps(console: str | None = None) -> dashboard.Dashboard:
+    life = _row_links(_table("Burning hours per lamp", "lamps.life", _pos(0, 17, 24, 10)), console).description(
+        "The controller's burning-hour counter against the rated life of the lamp type (asset property "
+        "rated_life_h where the inventory gives one); most worn first."
+    )
+    burners = _row_links(_table("Lamps burning by day", "lamps.day_burners", _pos(12, 8, 12, 9)), console)
+    return (
+        _base(
+            "lykta-lamps",
+            "lykta · Lamps and burning hours",
+            "Burning hours per district and day, lamps near their rated life, lamps burning by day.",
+            "now-30d",
+        )
+        .with_variable(_variable("tenant", "Municipality"))
+        .with_variable(_variable("district", "District"))
+        .with_panel(
+            _series("Burning hours per district and day", "lamps.by_district", "h", _pos(0, 0, 16, 8)).draw_style(
+                common.GraphDrawStyle.BARS
+            )
+        )
+        .with_panel(
+            _stat(
+                "Lamps near their rated life",
+                "lamps.near_life",
+                "none",
+                _pos(16, 0, 8, 8),
+                (None, "green"),
+                (1, "orange"),
+            )
+        )
+        .with_panel(
+            _series("Hours burned by day, per district", "lamps.by_day", "h", _pos(0, 8, 12, 9))
+            .draw_style(common.GraphDrawStyle.BARS)
+            .description(
+                "Hours a district's lamps burned beyond the dark hours of the day (civil dusk to dawn) and an hour's "
+                "allowance per lamp: day burners."
+            )
+        )
+        .with_panel(burners.description("Per lamp over the time range, most hours first."))
+        .with_panel(life)
+    )
+
+
+def maintenance(console: str | None = None) -> dashboard.Dashboard:
+    overdue = _row_links(_table("Overdue cases", "maintenance.overdue", _pos(12, 9, 12, 9)), console, case="case")
+    offline = _row_links(_table("Offline devices", "maintenance.offline", _pos(0, 18, 24, 9)), console)
+    offline = offline.description(
+        "Devices silent for four reporting intervals, never heard, or whose last status said offline (their own or "
+        "the Last Will the broker published when their connection died), with that status."
+    )
     return (
         _base(
             "lykta-maintenance",
             "lykta · Maintenance",
-            "Cases by fault and state, SLA breaches, mean time to repair.",
+            "Cases by fault and state, SLA breaches, mean time to repair, overdue cases, offline devices.",
             "now-30d",
         )
         .with_variable(_variable("tenant", "Municipality"))
@@ -278,29 +401,51 @@ def maintenance() -> dashboard.Dashboard:
                 (72, "orange"),
                 (168, "red"),
             )
+            .no_value("no repairs")
+            .description("From a case's opening to its verified repair; nothing when no case was repaired.")
         )
         .with_panel(_series("Cases opened, by priority", "maintenance.opened", "none", _pos(0, 9, 12, 9)))
-        .with_panel(_table("Overdue cases", "maintenance.overdue", _pos(12, 9, 12, 9)))
+        .with_panel(overdue)
+        .with_panel(offline)
     )
 
 
 def ingestion() -> dashboard.Dashboard:
+    installation = "Ingest's own counters, of every municipality: only the installation's reader sees them."
     return (
         _base(
             "lykta-ingest",
             "lykta · Ingestion health",
-            "Messages per second, rejections by reason, lag and dead letters.",
+            "A municipality's devices: who reports, readings per hour, how late they arrive, what was rejected. "
+            "Below, for the installation: messages per second, rejections, lag and backlog.",
             "now-6h",
         )
         .with_variable(_variable("tenant", "Municipality"))
-        .with_panel(_series("Messages per second", "ingest.rate", "reqps", _pos(0, 0, 12, 8)))
-        .with_panel(_series("Rejections by reason", "ingest.rejections", "none", _pos(12, 0, 12, 8)))
+        .with_panel(_stat("Devices", "ingest.devices", "none", _pos(0, 0, 8, 6), (None, "blue")))
         .with_panel(
-            _series("Lag and backlog", "ingest.lag", "s", _pos(0, 8, 12, 8)).thresholds(
-                _thresholds((None, "green"), (5, "orange"), (60, "red"))
+            _series("Readings per hour by device time", "ingest.readings", "none", _pos(8, 0, 16, 6)).draw_style(
+                common.GraphDrawStyle.BARS
             )
         )
-        .with_panel(_table("Dead letters by reason", "ingest.dead_letters", _pos(12, 8, 12, 8)))
+        .with_panel(
+            _table("Delivery delay of the newest readings", "ingest.delivery", _pos(0, 6, 12, 8)).description(
+                "Seconds from a device's newest reading to its arrival, per kind of device."
+            )
+        )
+        .with_panel(_series("Rejected messages by reason", "ingest.tenant_rejections", "none", _pos(12, 6, 12, 8)))
+        .with_panel(_table("Dead letters by reason", "ingest.dead_letters", _pos(0, 14, 24, 7)))
+        .with_row(dashboard.Row("Installation").grid_pos(_pos(0, 21, 24, 1)))
+        .with_panel(
+            _series("Messages per second", "ingest.rate", "reqps", _pos(0, 22, 12, 8)).description(installation)
+        )
+        .with_panel(
+            _series("Rejections by reason", "ingest.rejections", "none", _pos(12, 22, 12, 8)).description(installation)
+        )
+        .with_panel(
+            _series("Lag and backlog", "ingest.lag", "s", _pos(0, 30, 12, 8))
+            .thresholds(_thresholds((None, "green"), (5, "orange"), (60, "red")))
+            .description(installation)
+        )
     )
 
 
@@ -330,21 +475,23 @@ def environment() -> dashboard.Dashboard:
     )
 
 
-DASHBOARDS: dict[str, Callable[[], dashboard.Dashboard]] = {
+DASHBOARDS: dict[str, Callable[[str | None], dashboard.Dashboard]] = {
     "city": city,
-    "asset": asset,
-    "energy": energy,
+    "asset": lambda _console: asset(),
+    "energy": lambda _console: energy(),
+    "lamps": lamps,
     "maintenance": maintenance,
-    "ingestion": ingestion,
-    "environment": environment,
+    "ingestion": lambda _console: ingestion(),
+    "environment": lambda _console: environment(),
 }
 
 
-def build_all() -> dict[str, dict[str, Any]]:
-    """Each dashboard as Grafana's JSON, by file name."""
+def build_all(console: str | None = None) -> dict[str, dict[str, Any]]:
+    """Each dashboard as Grafana's JSON, by file name. ``console``: lykta's public address (``api_public_url``),
+    for links to cases; without it, cases are not links."""
     encoder = JSONEncoder(sort_keys=True, indent=2)
     out: dict[str, dict[str, Any]] = {}
     for name, make in DASHBOARDS.items():
-        doc = json.loads(encoder.encode(make().build()))
+        doc = json.loads(encoder.encode(make(console).build()))
         out[name] = doc
     return out

@@ -41,12 +41,13 @@ class Target:
     dashboards_path: str = "/var/lib/grafana/dashboards/lykta"
 
 
-def build(out: Path, target: Target) -> list[Path]:
-    """Write the dashboards and the provisioning files; returns what was written."""
+def build(out: Path, target: Target, console: str | None = None) -> list[Path]:
+    """Write the dashboards and the provisioning files; returns what was written. ``console``: lykta's public
+    address, for links from cases in the dashboards to the console."""
     written: list[Path] = []
     boards = out / "dashboards"
     boards.mkdir(parents=True, exist_ok=True)
-    for doc in build_all().values():
+    for doc in build_all(console).values():
         path = boards / f"{doc['uid']}.json"
         path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         written.append(path)
@@ -104,7 +105,7 @@ def build(out: Path, target: Target) -> list[Path]:
     return written
 
 
-def publish(url: str, token: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+def publish(url: str, token: str, timeout: float = 10.0, console: str | None = None) -> list[dict[str, Any]]:
     """Create or update the folder and every dashboard on a Grafana server; returns Grafana's answers."""
     api = GrafanaApi.from_url(url, credential=token, timeout=timeout)
     try:
@@ -115,7 +116,7 @@ def publish(url: str, token: str, timeout: float = 10.0) -> list[dict[str, Any]]
                 raise
             api.folder.create_folder(FOLDER_TITLE, uid=FOLDER_UID)
         answers = []
-        for doc in build_all().values():
+        for doc in build_all(console).values():
             answers.append(
                 api.dashboard.update_dashboard(
                     {

@@ -21,7 +21,7 @@ def _dashboards(settings: config.Settings, args: argparse.Namespace) -> int:
             raise LyktaError("dashboards publish needs --url and --token (or LYKTA_GRAFANA_TOKEN)")
         if not args.url.startswith(("http://", "https://")):
             raise LyktaError(f"--url {args.url!r}: expected an http:// or https:// URL")
-        for answer in provision.publish(args.url, token):
+        for answer in provision.publish(args.url, token, console=settings.api_public_url):
             print(f"published {answer.get('uid')} (version {answer.get('version')}): {answer.get('status')}")
         return 0
     if not args.out:
@@ -50,7 +50,7 @@ def _dashboards(settings: config.Settings, args: argparse.Namespace) -> int:
         dashboards_path=args.dashboards_path,
         user=user,
     )
-    for path in provision.build(Path(args.out), target):
+    for path in provision.build(Path(args.out), target, settings.api_public_url):
         print(f"wrote {path}")
     if args.create_role:
         from storage import grafana

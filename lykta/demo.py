@@ -216,7 +216,7 @@ def _dashboards(settings: Settings, url: str) -> list[str]:
     target = provision.Target(
         str(where.get("host", "127.0.0.1")), int(str(where.get("port", 5432))), str(where["dbname"]), user=role
     )
-    provision.build(out, target)
+    provision.build(out, target, settings.api_public_url)
     end = datetime.now(UTC)
     lines = [
         f"written to {out} (see docs/dashboards.md); data source {target.host}:{target.port}/{target.database} "

@@ -134,10 +134,14 @@ def backfill(
 
 
 def persist(conn: psycopg.Connection, found: list[tuple[Rule, RuleAsset, Episode]], end: float) -> int:
-    """Write episodes as findings (open or cleared); an episode already recorded is skipped. Returns new ones."""
+    """Write episodes as findings (open or cleared); an episode already recorded is skipped, except that one
+    recorded open that has since ended is cleared. Returns the new ones."""
     written = 0
     for rule, asset, e in found:
-        if rule_store.finding_exists(conn, asset.tenant_id, asset.asset_id, rule.id, e.observed_at):
+        recorded = rule_store.recorded_finding(conn, asset.tenant_id, asset.asset_id, rule.id, e.observed_at)
+        if recorded is not None:
+            if recorded[1] == "open" and e.cleared_at is not None:
+                rule_store.clear_finding(conn, recorded[0], e.cleared_at)
             continue
         evidence = {"rule": rule.id, "detector": rule.detector, "replayed": True}
         finding = new_finding(rule, asset, e.observed_at, e.cleared_at or end, e.detected_at, evidence)

@@ -8,6 +8,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from floor import lamps
 from floor.inventory import AssetRecord, parse_file
 from simulators.models import (
     BinFillSensor,
@@ -89,6 +90,10 @@ def from_records(records: list[AssetRecord], tenant: str, seed: int, timezone: s
         if isinstance(device, Streetlight):
             device.rated_power_w = r.rated_power_w or 50.0
             device.timezone = timezone
+            # a controller counts the hours of the lamp it has served so far: somewhere in the lamp's life, a
+            # few past it (drawn apart from the device's own random stream, which its readings use)
+            life = lamps.rated_life_h(r.lamp_type) or lamps.DEFAULT_LIFE_H
+            device.burning_hours_h = round(device_rng(seed + 1, r.device_id).uniform(0.0, 1.1 * life), 1)
         devices.append(device)
     lamps_by_cabinet: dict[str, list[Streetlight]] = {}
     for each in devices:

@@ -11,14 +11,22 @@ from storage.errors import RowMissing
 READABLE = (
     "tenants", "asset_kinds", "metrics", "assets", "devices", "findings", "cases", "daylight", "energy_daily",
     "dead_letters", "ingest_stats", "dash_assets", "dash_cases", "dash_energy_daily", "dash_ingest",
+    "lamp_families", "lamp_days", "dash_open_faults", "dash_map",
 )  # fmt: skip
 """What a reader may select: the dashboards' relations. Not tokens, accounts, crews' contacts and webhook
-secrets, citizens' reports, outgoing mail, nor raw telemetry (read through dash_series and dash_latest)."""
+secrets, citizens' reports, outgoing mail, work orders, nor raw telemetry (read through dash_series, dash_latest
+and the other dash_ functions, which keep to the caller's municipalities)."""
 CALLABLE = (
     "dash_series(text[], text[], text, timestamptz, timestamptz, double precision)",
     "dash_kind_series(text[], text[], text[], text, timestamptz, timestamptz, double precision)",
     "dash_latest(text[], text[], text)",
     "lykta_var(text)",
+    "lykta_day_burning(double precision, double precision)",
+    "dash_open_faults_of()",
+    "dash_lamp_life(text[], text[])",
+    "dash_offline(text[], text[], text[])",
+    "dash_delivery(text[])",
+    "dash_readings(text[], timestamptz, timestamptz)",
 )
 
 

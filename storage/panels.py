@@ -53,10 +53,31 @@ GROUP BY 1, 2 ORDER BY 1, 2"""
 QUERIES: dict[str, PanelQuery] = {
     # -- city overview -----------------------------------------------------------------------------------
     "city.map": PanelQuery(
-        f"""SELECT lat, lon, name, asset_id, kind, state FROM dash_assets
-WHERE {SCOPE} AND lat IS NOT NULL AND lon IS NOT NULL ORDER BY state, asset_id""",
+        f"""SELECT lat, lon, name, asset_id, tenant_id, kind, state, fault, since, last_seen_at AS "last seen"
+FROM dash_map WHERE {SCOPE} AND lat IS NOT NULL AND lon IS NOT NULL ORDER BY state, asset_id""",
         "table",
-        ("lat", "lon", "name", "asset_id", "kind", "state"),
+        ("lat", "lon", "name", "asset_id", "tenant_id", "kind", "state", "fault", "since", "last seen"),
+    ),
+    "city.open_faults": PanelQuery(
+        f"""SELECT case_id AS "case", tenant_id, asset_id AS asset, address, fault, status, priority, severity,
+       due_at AS due, breached, crew, round(age_h::numeric, 1) AS "age (h)"
+FROM dash_open_faults WHERE {SCOPE}
+ORDER BY breached DESC, due_at NULLS LAST, observed_at LIMIT 500""",
+        "table",
+        (
+            "case",
+            "tenant_id",
+            "asset",
+            "address",
+            "fault",
+            "status",
+            "priority",
+            "severity",
+            "due",
+            "breached",
+            "crew",
+            "age (h)",
+        ),
     ),
     "city.counts": PanelQuery(
         f"""SELECT count(*) FILTER (WHERE state = 0) AS "ok", count(*) FILTER (WHERE state = 2) AS "faulty",
@@ -73,9 +94,9 @@ ORDER BY array_position(ARRAY['critical', 'major', 'minor', 'info'], severity)""
         ("severity", "cases"),
     ),
     "city.energy_today": PanelQuery(
-        f"""SELECT coalesce(sum(kwh), 0) AS "kWh today" FROM dash_energy_daily
-WHERE {TENANT} AND coalesce(district, '') = ANY (lykta_var('${{district:percentencode}}'))
-  AND day >= date_trunc('day', now())""",
+        f"""SELECT sum(e.kwh) AS "kWh today" FROM energy_daily e JOIN tenants t ON t.tenant_id = e.tenant_id
+WHERE e.{TENANT} AND e.district = ANY (lykta_var('${{district:percentencode}}'))
+  AND e.local_day = (now() AT TIME ZONE t.timezone)::date""",
         "table",
         ("kWh today",),
     ),
@@ -107,7 +128,7 @@ ORDER BY observed_at DESC""",
     ),
     # -- energy ---------------------------------------------------------------------------------------------
     "energy.by_district": PanelQuery(
-        f"""SELECT $__timeGroupAlias(day, 1d), coalesce(nullif(district, ''), '-') AS metric, sum(kwh) AS value
+        f"""SELECT day AS "time", coalesce(nullif(district, ''), '-') AS metric, sum(kwh) AS value
 FROM energy_daily WHERE {TENANT} AND district = ANY (lykta_var('${{district:percentencode}}'))
   AND $__timeFilter(day)
 GROUP BY 1, 2 ORDER BY 1, 2""",
@@ -115,7 +136,7 @@ GROUP BY 1, 2 ORDER BY 1, 2""",
         ("time", "metric", "value"),
     ),
     "energy.savings": PanelQuery(
-        f"""SELECT $__timeGroupAlias(day, 1d), sum(kwh) AS "used", sum(full_power_kwh) AS "at full power",
+        f"""SELECT day AS "time", sum(kwh) AS "used", sum(full_power_kwh) AS "at full power",
        sum(full_power_kwh) - sum(kwh) AS "saved by dimming"
 FROM energy_daily WHERE {TENANT} AND district = ANY (lykta_var('${{district:percentencode}}'))
   AND $__timeFilter(day)
@@ -154,18 +175,104 @@ FROM dash_cases WHERE {SCOPE} AND $__timeFilter(opened_at)""",
         ("breached now", "breached in range"),
     ),
     "maintenance.mttr": PanelQuery(
-        f"""SELECT coalesce(avg(hours_to_repair), 0) AS "mean time to repair"
-FROM dash_cases WHERE {SCOPE} AND $__timeFilter(opened_at) AND hours_to_repair IS NOT NULL""",
+        f"""SELECT avg(hours_to_repair) AS "mean time to repair"
+FROM dash_cases WHERE {SCOPE} AND $__timeFilter(opened_at) AND hours_to_repair IS NOT NULL
+HAVING count(*) > 0""",
         "table",
         ("mean time to repair",),
     ),
     "maintenance.overdue": PanelQuery(
-        f"""SELECT case_id AS "case", asset_id AS asset, fault, priority, due_at AS due, status FROM dash_cases
-WHERE {SCOPE} AND status <> 'resolved' AND due_at < now() ORDER BY due_at LIMIT 200""",
+        f"""SELECT case_id AS "case", tenant_id, asset_id AS asset, fault, priority, due_at AS due, status
+FROM dash_cases WHERE {SCOPE} AND status <> 'resolved' AND due_at < now() ORDER BY due_at LIMIT 200""",
         "table",
-        ("case", "asset", "fault", "priority", "due", "status"),
+        ("case", "tenant_id", "asset", "fault", "priority", "due", "status"),
     ),
-    # -- ingestion health -------------------------------------------------------------------------------------
+    "maintenance.offline": PanelQuery(
+        """SELECT device_id AS device, tenant_id, asset_id AS asset, address, kind, last_seen_at AS "last seen",
+       round(silent_h::numeric, 1) AS "silent (h)", last_status AS "last status", status_at AS "status since"
+FROM dash_offline(lykta_var('${tenant:percentencode}'), lykta_var('${kind:percentencode}'),
+                  lykta_var('${district:percentencode}'))
+ORDER BY last_seen_at NULLS FIRST, device_id LIMIT 1000""",
+        "table",
+        ("device", "tenant_id", "asset", "address", "kind", "last seen", "silent (h)", "last status", "status since"),
+    ),
+    # -- lamps: burning hours ---------------------------------------------------------------------------------
+    "lamps.by_district": PanelQuery(
+        f"""SELECT day AS "time", coalesce(nullif(district, ''), '-') AS metric, sum(burned_h) AS value
+FROM energy_daily WHERE {TENANT} AND district = ANY (lykta_var('${{district:percentencode}}'))
+  AND $__timeFilter(day)
+GROUP BY 1, 2 ORDER BY 1, 2""",
+        "time_series",
+        ("time", "metric", "value"),
+    ),
+    "lamps.by_day": PanelQuery(
+        f"""SELECT day AS "time", coalesce(nullif(district, ''), '-') AS metric, sum(day_burned_h) AS value
+FROM energy_daily WHERE {TENANT} AND district = ANY (lykta_var('${{district:percentencode}}'))
+  AND $__timeFilter(day)
+GROUP BY 1, 2 ORDER BY 1, 2""",
+        "time_series",
+        ("time", "metric", "value"),
+    ),
+    "lamps.near_life": PanelQuery(
+        """SELECT count(*) FILTER (WHERE life_used_pct >= 90) AS "at 90 % of rated life or more",
+       count(*) FILTER (WHERE life_used_pct >= 100) AS "past rated life"
+FROM dash_lamp_life(lykta_var('${tenant:percentencode}'), lykta_var('${district:percentencode}'))""",
+        "table",
+        ("at 90 % of rated life or more", "past rated life"),
+    ),
+    "lamps.life": PanelQuery(
+        """SELECT asset_id AS asset, tenant_id, address, district, lamp_type AS "lamp type",
+       round(burning_h::numeric) AS "burning hours", rated_life_h AS "rated life (h)",
+       round(life_used_pct::numeric) AS "life used (%)"
+FROM dash_lamp_life(lykta_var('${tenant:percentencode}'), lykta_var('${district:percentencode}'))
+ORDER BY life_used_pct DESC, asset_id LIMIT 1000""",
+        "table",
+        ("asset", "tenant_id", "address", "district", "lamp type", "burning hours", "rated life (h)", "life used (%)"),
+    ),
+    "lamps.day_burners": PanelQuery(
+        f"""SELECT l.asset_id AS asset, l.tenant_id, coalesce(a.name, l.asset_id) AS address, l.district,
+       count(*) AS days, round(sum(lykta_day_burning(l.burned_h, l.dark_h))::numeric, 1) AS "hours by day",
+       max(l.local_day) AS "last day"
+FROM lamp_days l JOIN assets a ON a.tenant_id = l.tenant_id AND a.asset_id = l.asset_id
+WHERE l.{TENANT} AND l.district = ANY (lykta_var('${{district:percentencode}}')) AND $__timeFilter(l.day)
+  AND lykta_day_burning(l.burned_h, l.dark_h) > 0
+GROUP BY 1, 2, 3, 4 ORDER BY 6 DESC, 1 LIMIT 500""",
+        "table",
+        ("asset", "tenant_id", "address", "district", "days", "hours by day", "last day"),
+    ),
+    # -- ingestion health: a municipality's own devices ---------------------------------------------------------
+    "ingest.devices": PanelQuery(
+        f"""SELECT count(*) FILTER (WHERE last_seen_at >= now() - make_interval(secs => 4 * reporting_interval_s))
+           AS "reporting",
+       count(*) FILTER (WHERE last_seen_at < now() - make_interval(secs => 4 * reporting_interval_s)) AS "silent",
+       count(*) FILTER (WHERE last_seen_at IS NULL) AS "never heard"
+FROM devices WHERE {TENANT} AND status <> 'retired'""",
+        "table",
+        ("reporting", "silent", "never heard"),
+    ),
+    "ingest.readings": PanelQuery(
+        """SELECT "time", device_kind AS metric, readings AS value
+FROM dash_readings(lykta_var('${tenant:percentencode}'), $__timeFrom(), $__timeTo())
+WHERE $__timeFilter("time") ORDER BY 1, 2""",
+        "time_series",
+        ("time", "metric", "value"),
+    ),
+    "ingest.delivery": PanelQuery(
+        """SELECT tenant_id, device_kind AS "device kind", devices, round(median_s::numeric, 1) AS "median (s)",
+       round(p95_s::numeric, 1) AS "95th percentile (s)", round(max_s::numeric, 1) AS "longest (s)",
+       newest AS "newest received"
+FROM dash_delivery(lykta_var('${tenant:percentencode}')) ORDER BY 1, 2""",
+        "table",
+        ("tenant_id", "device kind", "devices", "median (s)", "95th percentile (s)", "longest (s)", "newest received"),
+    ),
+    "ingest.tenant_rejections": PanelQuery(
+        """SELECT $__timeGroupAlias(received_at, $__interval), reason AS metric, count(*) AS value FROM dead_letters
+WHERE $__timeFilter(received_at) AND tenant_id = ANY (lykta_var('${tenant:percentencode}'))
+GROUP BY 1, 2 ORDER BY 1, 2""",
+        "time_series",
+        ("time", "metric", "value"),
+    ),
+    # -- ingestion health: the installation (only its reader sees ingest's counters) ------------------------------
     "ingest.rate": PanelQuery(
         """SELECT $__timeGroupAlias(at, $__interval), sum(received) / $__interval_ms * 1000.0 AS "received",
        sum(stored) / $__interval_ms * 1000.0 AS "stored (readings)",
@@ -227,8 +334,8 @@ VARIABLES: dict[str, str] = {
     "WHERE tenant_id = ANY (lykta_var('${tenant:percentencode}')) "
     "ORDER BY 1",
     "kind": "SELECT kind FROM asset_kinds ORDER BY 1",
-    "asset": "SELECT asset_id FROM assets WHERE tenant_id = ANY (lykta_var('${tenant:percentencode}')) "
-    "AND kind = 'streetlight' "
-    "ORDER BY 1 LIMIT 1000",
+    "asset": "SELECT a.asset_id FROM assets a WHERE a.tenant_id = ANY (lykta_var('${tenant:percentencode}')) "
+    "AND EXISTS (SELECT 1 FROM devices d WHERE d.tenant_id = a.tenant_id AND d.asset_id = a.asset_id) "
+    "ORDER BY 1",
 }
 """The template variables' own queries (Grafana runs them to list the choices)."""

@@ -160,13 +160,16 @@ def insert_finding(conn: psycopg.Connection, f: Finding) -> int:
     return int(row[0]) if row else 0
 
 
-def finding_exists(conn: psycopg.Connection, tenant_id: str, asset_id: str, rule_id: str, observed_at: float) -> bool:
+def recorded_finding(
+    conn: psycopg.Connection, tenant_id: str, asset_id: str, rule_id: str, observed_at: float
+) -> tuple[int, str] | None:
+    """(finding id, status) of the finding of a rule on an asset that began at ``observed_at``, if recorded."""
     row = conn.execute(
-        """SELECT 1 FROM findings WHERE tenant_id = %s AND asset_id = %s AND rule_id = %s
+        """SELECT finding_id, status FROM findings WHERE tenant_id = %s AND asset_id = %s AND rule_id = %s
              AND observed_at = to_timestamp(%s)""",
         (tenant_id, asset_id, rule_id, observed_at),
     ).fetchone()
-    return row is not None
+    return None if row is None else (int(row[0]), str(row[1]))
 
 
 def clear_finding(conn: psycopg.Connection, finding_id: int, cleared_at: float) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -22,12 +23,13 @@ import psycopg
 import pytest
 import yaml
 
+from cases import routing
 from cases import service as cases_service
 from cases.policy import Policies
 from dashboards import grafana_sql, provision
 from dashboards.build import build_all
 from dashboards.grafana_sql import MacroError, Variable, expand
-from floor import config, inventory
+from floor import config, inventory, lamps
 from lykta import admin, mosquitto
 from lykta.services import ServiceState
 from rules import definitions
@@ -46,6 +48,7 @@ from tests.integration.test_cases import add_crews
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT.parent / "shared" / "grafana-jsonschema"
 DAYS = 2
+OFFLINE = "SLC-0020"  # the device of SL-0020
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +78,14 @@ def city(service_state: ServiceState) -> Iterator[tuple[str, float]]:
                     {"fault": "wellOverflow", "target": "SW-01", "start": "+10h", "duration": "3h"},
                     {"fault": "supplyLoss", "target": "CAB-03", "start": "+20h", "duration": "2h"},
                     {"fault": "malformedPayload", "target": "SL-0010", "start": "+1h", "duration": "2h"},
+                    # open since the first day: past its due time by now
+                    {"fault": "wellOverflow", "target": "SW-02", "start": "+12h"},
+                    # repaired by a crew at +30 h (below): a verified repair for the mean time to repair
+                    {"fault": "lampFailure", "target": "SL-0150", "start": "+3h", "duration": "27h"},
+                    # any 30 hours hold a whole day: a day burner
+                    {"fault": "lampUnexpectedOn", "target": "SL-0007", "start": "+1h", "duration": "30h"},
+                    # its own connection dies 2 h before the end: the broker publishes its Last Will
+                    {"fault": "communicationFailure", "target": "SL-0020", "start": "+46h"},
                 ],
             },
             fleet.assets,
@@ -84,7 +95,7 @@ def city(service_state: ServiceState) -> Iterator[tuple[str, float]]:
         publications = list(simulate(fleet, plan))
         host, port = broker.url.removeprefix("mqtt://").split(":")
         with RunningIngest(ingest_settings(ingest_client_id="dash-ingest"), url, broker.url) as ingest:
-            asyncio.run(publish(host, int(port), publications, SimClock(start), own_links=set()))
+            asyncio.run(publish(host, int(port), publications, SimClock(start), own_links={OFFLINE}))
             wait_for(lambda: ingest.received() >= len(publications), timeout=120, what="the two days received")
 
             def stats_written() -> bool:  # every message counted in a statistics interval written to the database
@@ -93,20 +104,45 @@ def city(service_state: ServiceState) -> Iterator[tuple[str, float]]:
                 return row is not None and row[0] >= len(publications)
 
             wait_for(stats_written, timeout=60, what="the statistics of every message")
-        with psycopg.connect(url) as conn:
-            found = backfill(conn, definitions.load(), start, now)
-            with conn.transaction():
-                persist(conn, found, now)
-        # the case handling ran a day ago as well as now: some cases are past due, as in any real city
+        # the rules and the case handling ran a day ago as well as now: some cases are past due, as in any real
+        # city, and a crew repaired a lamp in between
         settings = config.load(environ={}, smtp_port=9)
-        cases_service.run_once(url, Policies(), settings, now - 86400)
-        cases_service.run_once(url, Policies(), settings, now)
+        for upto in (now - 86400, now):
+            with psycopg.connect(url) as conn:
+                found = backfill(conn, definitions.load(), start, upto)
+                with conn.transaction():
+                    persist(conn, found, upto)
+            cases_service.run_once(url, Policies(), settings, upto)
+            if upto < now:
+                _repair(url, "SL-0150", now - 18 * 3600)
         admin.maintain(url, 395)
         admin.daylight(url, start - 86400, now + 86400)
         yield url, time.time()  # the panels look up to now: after ingest wrote its statistics
     finally:
         mosquitto.stop(broker)
         _drop_database(service_state, name)
+
+
+def _repair(url: str, asset_id: str, at: float) -> None:
+    """The crew of the asset's case accepts its work order and finishes it at ``at``."""
+    with psycopg.connect(url) as conn, conn.transaction():
+        row = conn.execute(
+            """SELECT w.work_order_id, w.crew_id FROM work_orders w JOIN cases c ON c.case_id = w.case_id
+               WHERE c.asset_id = %s AND w.status = 'assigned'""",
+            (asset_id,),
+        ).fetchone()
+        assert row is not None, (
+            f"no assigned work order for {asset_id}: "
+            + repr(
+                conn.execute(
+                    "SELECT c.asset_id, c.fault, c.status, w.status, w.crew_id FROM cases c "
+                    "LEFT JOIN work_orders w ON w.case_id = c.case_id"
+                ).fetchall()
+            )
+            + repr(conn.execute("SELECT asset_id, fault, status, observed_at FROM findings").fetchall())
+        )
+        routing.act(conn, row[0], "accept", row[1], None, at - 3600)
+        routing.act(conn, row[0], "done", row[1], "lampa bytt", at)
 
 
 def _variables(url: str) -> dict[str, Variable]:
@@ -239,6 +275,8 @@ def test_dashboards_validate_against_grafanas_schemas() -> None:
     for doc in build_all().values():
         jsonschema.validate(doc, dashboard_schema)
         for panel in doc["panels"]:
+            if panel["type"] == "row":  # a row is the dashboard schema's RowPanel, validated with the dashboard
+                continue
             schema = _schema(panel["type"])
             options = {**schema, "$ref": "#/definitions/Options"}
             jsonschema.validate(panel.get("options", {}), options)
@@ -262,7 +300,7 @@ def test_variables_take_only_the_values_their_queries_list() -> None:
 def test_build_writes_files_a_grafana_server_provisions(tmp_path: Path) -> None:
     written = provision.build(tmp_path, provision.Target("db.internal", 5433, "lykta", sslmode="require"))
     boards = sorted(p.name for p in (tmp_path / "dashboards").iterdir())
-    assert boards == sorted(f"{d['uid']}.json" for d in build_all().values()) and len(boards) == 6
+    assert boards == sorted(f"{d['uid']}.json" for d in build_all().values()) and len(boards) == 7
     source = yaml.safe_load((tmp_path / "provisioning" / "datasources" / "lykta.yaml").read_text())["datasources"][0]
     assert (source["type"], source["uid"], source["url"]) == ("grafana-postgresql-datasource", "lykta-postgres",
                                                               "db.internal:5433")  # fmt: skip
@@ -354,7 +392,8 @@ def test_publishing_twice_updates_and_never_duplicates() -> None:
     try:
         first = provision.publish(fake.url, "glsa_test")
         second = provision.publish(fake.url, "glsa_test")
-        assert [a["version"] for a in first] == [1] * 6 and [a["version"] for a in second] == [2] * 6
+        n = len(build_all())
+        assert [a["version"] for a in first] == [1] * n and [a["version"] for a in second] == [2] * n
         assert sorted(fake.dashboards) == sorted(d["uid"] for d in build_all().values())
         assert all(d["folderUid"] == "lykta" and d["dashboard"]["id"] is None for d in fake.dashboards.values())
         assert [p for m, p, _ in fake.requests if m == "POST" and p == "/api/folders"] == ["/api/folders"]
@@ -381,7 +420,7 @@ def test_dashboards_commands(tmp_path: Path, db_url: str) -> None:
     built = lykta("build", "--out", str(tmp_path / "grafana"), "--create-role",
                   extra={"LYKTA_GRAFANA_DB_PASSWORD": "pw-from-env"})  # fmt: skip
     assert built.returncode == 0, built.stderr
-    assert built.stdout.count("wrote ") == 8 and "read-only role lykta_grafana ready" in built.stdout
+    assert built.stdout.count("wrote ") == len(build_all()) + 2 and "read-only role lykta_grafana ready" in built.stdout
     source = yaml.safe_load((tmp_path / "grafana/provisioning/datasources/lykta.yaml").read_text())
     assert source["datasources"][0]["url"].startswith("127.0.0.1:")  # taken from the database URL
     # One municipality's Grafana: its own role, which the data source logs in as.
@@ -422,3 +461,193 @@ def test_assets_without_a_district_are_shown_under_the_empty_district(city: tupl
             names = {str(v) for row in conn.execute(sql).fetchall() for v in row}
             assert "RWS-01" in names, name
         conn.rollback()
+
+
+def _panel(url: str, name: str, span: timedelta = timedelta(days=DAYS), **variables: Variable) -> list[dict[str, Any]]:
+    """The rows of a panel over the last ``span``, as dicts by column, with the variables a person sets."""
+    end = datetime.now(UTC)
+    sql = expand(QUERIES[name].sql, time_from=end - span, time_to=end, interval_s=3600,
+                 variables=_variables(url) | variables)  # fmt: skip
+    with psycopg.connect(url) as conn:
+        cur = conn.execute(sql)
+        columns = [d.name for d in cur.description or []]
+        return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+
+
+def test_open_faults_list_every_unresolved_case_and_uncased_finding(city: tuple[str, float]) -> None:
+    url, _ = city
+    rows = _panel(url, "city.open_faults")
+    with psycopg.connect(url) as conn:
+        cases: dict[int, str] = dict(
+            conn.execute("SELECT case_id, asset_id FROM cases WHERE status <> 'resolved'").fetchall()
+        )
+        crews: dict[int, str] = dict(conn.execute("SELECT case_id, crew_id FROM work_orders WHERE status IN "
+                                  "('new', 'assigned', 'in_progress')").fetchall())  # fmt: skip
+        uncased = conn.execute(
+            """SELECT f.asset_id, f.fault FROM findings f WHERE f.status = 'open' AND NOT EXISTS (
+                   SELECT 1 FROM case_findings cf JOIN cases c USING (case_id)
+                   WHERE cf.finding_id = f.finding_id AND c.status <> 'resolved')"""
+        ).fetchall()
+    assert {r["case"]: r["asset"] for r in rows if r["case"] is not None} == cases
+    assert sorted((r["asset"], r["fault"]) for r in rows if r["case"] is None) == sorted(uncased)
+    assert all(r["crew"] == crews.get(r["case"]) for r in rows if r["case"] is not None)
+    lamp = next(r for r in rows if r["asset"] == "SL-0003")
+    assert (lamp["fault"], lamp["crew"], lamp["address"]) == ("lampFailure", "ljus-norr", "Hamngatan 3")
+    assert 0 < lamp["age (h)"] < 48
+    # the well overflowing since the first day is past its due time (4 h) and comes first
+    assert rows[0]["asset"] == "SW-02" and rows[0]["breached"] is True
+    assert not any(r["asset"] == "SL-0150" for r in rows)  # repaired and verified
+
+
+def test_the_map_shows_each_assets_fault_since_when_and_last_seen(city: tuple[str, float]) -> None:
+    url, _ = city
+    by_asset = {r["asset_id"]: r for r in _panel(url, "city.map")}
+    lamp = by_asset["SL-0003"]
+    assert lamp["fault"] == "lampFailure" and lamp["since"] is not None and lamp["state"] in (2, 3)
+    assert lamp["last seen"] is not None
+    assert by_asset["SL-0150"]["fault"] is None and by_asset["SL-0150"]["state"] == 0
+    well = by_asset["SW-02"]
+    assert well["fault"] == "wellOverflow" and well["state"] == 2
+
+
+def test_data_links_open_the_asset_dashboard_and_the_case(city: tuple[str, float]) -> None:
+    boards = build_all("https://lykta.example/")
+    uids = {d["uid"] for d in boards.values()}
+
+    def links(board: str, title: str) -> list[str]:
+        panel = next(p for p in boards[board]["panels"] if p["title"] == title)
+        return [link["url"] for link in panel["fieldConfig"]["defaults"]["links"]]
+
+    asset = "/d/lykta-asset/lykta-asset?var-tenant=${__data.fields.tenant_id}&var-asset=${__data.fields.%s}"
+    assert links("city", "Assets by state")[0].startswith(asset % "asset_id")
+    assert links("city", "Open faults and cases") == [
+        asset % "asset" + "&${__url_time_range}",
+        "https://lykta.example/console/${__data.fields.tenant_id}/cases/${__data.fields.case}",
+    ]
+    assert links("maintenance", "Overdue cases")[1].endswith("/cases/${__data.fields.case}")
+    for board, title in (("maintenance", "Offline devices"), ("lamps", "Burning hours per lamp")):
+        assert links(board, title) == [asset % "asset" + "&${__url_time_range}"]
+    # without lykta's address, cases are no links
+    plain = build_all()["city"]
+    faults = next(p for p in plain["panels"] if p["title"] == "Open faults and cases")
+    assert len(faults["fieldConfig"]["defaults"]["links"]) == 1
+    # every dashboard links to the others (by their common tag), keeping time and variables, and each field a
+    # link names is a column of its query
+    for doc in boards.values():
+        assert doc["links"] == [
+            {**doc["links"][0], "type": "dashboards", "tags": ["lykta"], "includeVars": True, "keepTime": True}
+        ]
+        for panel in doc["panels"]:
+            for link in panel.get("fieldConfig", {}).get("defaults", {}).get("links", []):
+                columns = QUERIES[_query_name(panel["targets"][0]["rawSql"])].columns
+                for field in re.findall(r"__data\.fields\.([a-z_]+)", link["url"]):
+                    assert field in columns, (panel["title"], field)
+                target = re.match(r"/d/([a-z-]+)/", link["url"])
+                assert target is None or target.group(1) in uids
+
+
+def test_mean_time_to_repair_is_no_data_when_nothing_was_repaired(city: tuple[str, float]) -> None:
+    url, _ = city
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT extract(epoch FROM repaired_at - opened_at) / 3600 FROM cases "
+            "WHERE asset_id = 'SL-0150' AND resolution = 'verified'"
+        ).fetchone()
+    assert row is not None, "the repaired lamp's case was verified"
+    assert _panel(url, "maintenance.mttr") == [{"mean time to repair": pytest.approx(float(row[0]))}]
+    # a district where nothing was repaired: no value (Grafana shows "no repairs"), not 0 h
+    assert _panel(url, "maintenance.mttr", district=Variable(("Gamla staden",))) == []
+
+
+def test_energy_today_is_the_municipalitys_day(city: tuple[str, float]) -> None:
+    """Today's energy since midnight in Europe/Stockholm, as the meters' readings say, not since midnight UTC."""
+    url, _ = city
+    with psycopg.connect(url) as conn:
+        midnight = conn.execute(
+            "SELECT date_trunc('day', now() AT TIME ZONE 'Europe/Stockholm') AT TIME ZONE 'Europe/Stockholm'"
+        ).fetchone()
+        assert midnight is not None
+        # every lamp's last meter reading less its last one before midnight
+        row = conn.execute(
+            """SELECT sum(last.value - before.value) FROM devices d
+               JOIN assets a ON a.tenant_id = d.tenant_id AND a.asset_id = d.asset_id AND a.kind = 'streetlight'
+               CROSS JOIN LATERAL (SELECT t.value FROM telemetry t JOIN metrics m USING (metric_id)
+                   WHERE t.device_key = d.device_key AND m.name = 'energy_kwh'
+                   ORDER BY t.device_time DESC LIMIT 1) last
+               CROSS JOIN LATERAL (SELECT t.value FROM telemetry t JOIN metrics m USING (metric_id)
+                   WHERE t.device_key = d.device_key AND m.name = 'energy_kwh' AND t.device_time < %s
+                   ORDER BY t.device_time DESC LIMIT 1) before""",
+            (midnight[0],),
+        ).fetchone()
+    assert row is not None and row[0] is not None
+    assert _panel(url, "city.energy_today") == [{"kWh today": pytest.approx(float(row[0]), rel=1e-9)}]
+
+
+def test_lamps_show_burning_hours_against_rated_life_and_day_burners(city: tuple[str, float]) -> None:
+    url, _ = city
+    life = _panel(url, "lamps.life")
+    with psycopg.connect(url) as conn:
+        latest: dict[str, float] = dict(conn.execute(
+            """SELECT d.asset_id, l.value FROM telemetry_latest l JOIN devices d USING (device_key)
+               JOIN metrics m USING (metric_id) WHERE m.name = 'burning_hours_h'"""
+        ).fetchall())  # fmt: skip
+        types: dict[str, str] = dict(
+            conn.execute("SELECT asset_id, lamp_type FROM assets WHERE kind = 'streetlight'").fetchall()
+        )
+    assert {r["asset"] for r in life} == {a for a, t in types.items() if lamps.rated_life_h(t) and a in latest}
+    for r in life:
+        rated = lamps.rated_life_h(types[r["asset"]])
+        assert rated is not None and r["rated life (h)"] == rated and r["burning hours"] == round(latest[r["asset"]])
+        assert r["life used (%)"] == round(100 * latest[r["asset"]] / rated)
+    used = [float(r["life used (%)"]) for r in life]
+    assert used == sorted(used, reverse=True)
+    near = _panel(url, "lamps.near_life")[0]
+    assert near["at 90 % of rated life or more"] == sum(100 * latest[r["asset"]] / r["rated life (h)"] >= 90
+                                                        for r in life) > 0  # fmt: skip
+    # the lamp burning through a whole day is the one day burner; the district's daily hours say so too
+    burners = _panel(url, "lamps.day_burners", timedelta(days=3))
+    assert [r["asset"] for r in burners] == ["SL-0007"] and burners[0]["hours by day"] > 3
+    by_day = _panel(url, "lamps.by_day", timedelta(days=3))
+    assert sum(r["value"] for r in by_day if r["metric"] == "Norra hamnen") >= float(burners[0]["hours by day"]) - 0.05
+    per_district = _panel(url, "lamps.by_district", timedelta(days=3))
+    assert {r["metric"] for r in per_district} >= {"Norra hamnen", "Gamla staden"}
+
+
+def test_offline_devices_show_their_last_will(city: tuple[str, float]) -> None:
+    """Silent devices (by when lykta last heard them: here the whole two days arrived just now) and devices whose
+    last status said offline."""
+    url, _ = city
+    rows = _panel(url, "maintenance.offline")
+    with psycopg.connect(url) as conn:
+        expected = {r[0] for r in conn.execute(
+            """SELECT device_id FROM devices
+               WHERE last_seen_at < now() - make_interval(secs => 4 * reporting_interval_s) OR online = false"""
+        ).fetchall()}  # fmt: skip
+    assert OFFLINE in expected
+    assert {r["device"] for r in rows} == expected
+    gone = next(r for r in rows if r["device"] == OFFLINE)
+    # the broker published the device's Last Will ("offline") when its connection died
+    assert gone["last status"] == "offline" and gone["asset"] == "SL-0020" and gone["status since"] is not None
+    assert gone["last seen"] is not None and gone["silent (h)"] >= 0
+
+
+def test_a_municipalitys_ingest_health_is_its_own_devices(city: tuple[str, float]) -> None:
+    url, _ = city
+    devices = _panel(url, "ingest.devices")[0]
+    with psycopg.connect(url) as conn:
+        total = conn.execute("SELECT count(*) FROM devices WHERE tenant_id = 'solvik'").fetchone()
+    assert total is not None and devices["reporting"] + devices["silent"] + devices["never heard"] == total[0]
+    assert devices["reporting"] > 100
+    kinds = {r["device kind"]: r for r in _panel(url, "ingest.delivery")}
+    assert kinds["streetlight_controller"]["devices"] > 100
+    assert all(r["median (s)"] >= 0 for r in kinds.values())
+    readings = _panel(url, "ingest.readings")
+    assert {r["metric"] for r in readings} >= {"streetlight_controller", "cabinet_meter"}
+    rejected = _panel(url, "ingest.tenant_rejections")
+    assert sum(r["value"] for r in rejected) >= 1  # the malformed payloads
+
+
+def test_the_simulators_and_the_dashboards_agree_on_rated_lives(city: tuple[str, float]) -> None:
+    url, _ = city
+    with psycopg.connect(url) as conn:
+        assert dict(conn.execute("SELECT family, rated_life_h FROM lamp_families").fetchall()) == lamps.RATED_LIFE_H

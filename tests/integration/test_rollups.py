@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
 import psycopg
@@ -185,3 +185,40 @@ def test_energy_per_district_and_day_follows_the_rollups(conn: psycopg.Connectio
     assert rows()[1] == (day, "North", 2, pytest.approx(2.1), pytest.approx(3 * (50 + 92) / 0.92 / 1000))
     # Nothing pending: nothing recomputed.
     assert maintenance.maintain(conn, retention_days=395).energy_rows == 0
+
+
+def test_energy_days_are_the_municipalitys_own(conn: psycopg.Connection) -> None:
+    """Stockholm's 3 November begins at 23:00 UTC on the 2nd (winter time): a meter's rise after that hour counts
+    for the 3rd, and each local day is the last reading less the last one before it, across midnight."""
+    tenants.upsert(conn, "osterby", "Österby", "sv", "Europe/Stockholm")
+    records = inventory.parse_csv(
+        "asset_id,kind,lat,lon,rated_power_w,device_id,district\nL1,streetlight,59.3,18.1,92,D1,Centrum\n"
+    )
+    assets.import_records(conn, "osterby", records, "test")
+    key = conn.execute("SELECT device_key FROM devices WHERE tenant_id = 'osterby'").fetchone()
+    assert key is not None
+    energy, burning = _metric(conn, "energy_kwh"), _metric(conn, "burning_hours_h")
+    evening = datetime(2026, 11, 2, 20, 30, tzinfo=UTC)  # 21:30 in Stockholm
+    # every hour until 03:30 UTC: the meter rises 0.1 kWh an hour, the lamp burns every hour
+    readings = [
+        Reading(key[0], metric, evening + timedelta(hours=h), value)
+        for h in range(8)
+        for metric, value in ((energy, 50.0 + 0.1 * h), (burning, 7000.0 + h))
+    ]
+    write_readings(conn, readings, evening + timedelta(hours=8))
+    maintenance.maintain(conn, retention_days=395)
+    rows = conn.execute(
+        "SELECT local_day, day, lamps, kwh, burned_h FROM energy_daily WHERE tenant_id = 'osterby' ORDER BY day"
+    ).fetchall()
+    second, third = date(2026, 11, 2), date(2026, 11, 3)
+    assert rows == [
+        # 20:30, 21:30 and 22:30 UTC (up to 23:30 in Stockholm): two hours' rise within the 2nd
+        (second, datetime(2026, 11, 1, 23, 0, tzinfo=UTC), 1, pytest.approx(0.2), pytest.approx(2.0)),
+        # 23:30 to 03:30 UTC, each less the reading before: five hours' rise, counted from 22:30's reading
+        (third, datetime(2026, 11, 2, 23, 0, tzinfo=UTC), 1, pytest.approx(0.5), pytest.approx(5.0)),
+    ]
+    lamp = conn.execute(
+        "SELECT local_day, kwh, full_power_kwh FROM lamp_days WHERE tenant_id = 'osterby' ORDER BY local_day"
+    ).fetchall()
+    assert lamp == [(second, pytest.approx(0.2), pytest.approx(2 * 92 / 0.92 / 1000)),
+                    (third, pytest.approx(0.5), pytest.approx(5 * 92 / 0.92 / 1000))]  # fmt: skip

@@ -156,7 +156,8 @@ def test_a_reader_gets_its_own_panels_and_nothing_of_the_other(
 def test_tables_show_a_reader_its_rows_only(two_towns: str, service_state: ServiceState) -> None:
     solvik, everyone = as_reader(two_towns, "solvik", service_state), as_reader(two_towns, None, service_state)
     for table in ("tenants", "assets", "devices", "findings", "cases", "daylight", "energy_daily", "dead_letters",
-                  "dash_assets", "dash_cases", "dash_energy_daily"):  # fmt: skip
+                  "dash_assets", "dash_cases", "dash_energy_daily", "lamp_days", "dash_open_faults",
+                  "dash_map"):  # fmt: skip
         assert run(solvik, f"SELECT DISTINCT tenant_id FROM {table}") == [("solvik",)], table
         seen = {r[0] for r in run(everyone, f"SELECT DISTINCT tenant_id FROM {table}")}
         assert {"solvik", "norrby"} <= seen, table
@@ -323,12 +324,15 @@ def test_a_leaky_function_sees_no_other_municipality(two_towns: str, service_sta
             # what an attacker does so that the view's municipality filter is not an index condition
             conn.execute("SET enable_indexscan = off")
             conn.execute("SET enable_bitmapscan = off")
-            rows = conn.execute(
-                "SELECT count(*) FROM dash_energy_daily WHERE leak_probe(tenant_id) AND leak_probe(asset_id)"
-            ).fetchall()
-        assert rows[0][0] > 0 and seen  # the function ran, on solvik's rows
-        tenants_seen = {s.removeprefix("leak:") for s in seen if s.removeprefix("leak:") in ("solvik", "norrby")}
-        assert tenants_seen == {"solvik"}, sorted(set(seen))[:5]
+            # every view a reader can reach that runs with its owner's rights
+            for view in ("dash_energy_daily", "dash_open_faults"):
+                seen.clear()
+                rows = conn.execute(
+                    f"SELECT count(*) FROM {view} WHERE leak_probe(tenant_id) AND leak_probe(asset_id)"
+                ).fetchall()
+                assert rows[0][0] > 0 and seen, view  # the function ran, on solvik's rows
+                tenants_seen = {s.removeprefix("leak:") for s in seen} & {"solvik", "norrby"}
+                assert tenants_seen == {"solvik"}, (view, sorted(set(seen))[:5])
     finally:
         with psycopg.connect(two_towns, autocommit=True) as owner:
             owner.execute("DROP FUNCTION public.leak_probe(text)")
@@ -348,3 +352,17 @@ def test_ingest_counters_are_for_the_installation_only(two_towns: str, service_s
         query = f"SELECT count(*) FROM {relation} WHERE instance = 'counters-test'"
         assert run(as_reader(two_towns, "solvik", service_state), query) == [(0,)], relation
         assert run(as_reader(two_towns, None, service_state), query) == [(1,)], relation
+
+
+@pytest.mark.parametrize("panel", ["ingest.devices", "ingest.readings", "ingest.delivery", "ingest.tenant_rejections"])
+def test_a_municipality_sees_its_own_ingest_health(two_towns: str, service_state: ServiceState, panel: str) -> None:
+    """In place of ingest's installation-wide counters, a municipality's reader sees how its own devices deliver:
+    rows for its devices, none of the other's (whose devices report twice the values, not more or fewer)."""
+    with psycopg.connect(two_towns) as conn:
+        own = everything(conn, "solvik", "SL-0001")
+    rows = run(as_reader(two_towns, "solvik", service_state), panel_sql(QUERIES[panel].sql, own))
+    assert rows, panel
+    assert rows == run(two_towns, panel_sql(QUERIES[panel].sql, own))
+    both = {**own, "tenant": Variable(("solvik", "norrby"))}
+    assert run(as_reader(two_towns, "solvik", service_state), panel_sql(QUERIES[panel].sql, both)) == rows
+    assert run(as_reader(two_towns, None, service_state), panel_sql(QUERIES[panel].sql, both)) != rows
