@@ -49,7 +49,8 @@ from storage.rules import Finding  # noqa: E402
 
 RAW_ENERGY = """(SELECT time_bucket('1 day', e.device_time) AS day, a.tenant_id, coalesce(a.district, '') AS district,
         a.asset_id, max(e.value) - min(e.value) AS kwh,
-        (max(h.value) - min(h.value)) * a.rated_power_w / 0.92 / 1000 AS full_power_kwh
+        (max(h.value) - min(h.value)) * a.rated_power_w / 0.92 / 1000 AS full_power_kwh,
+        max(h.value) - min(h.value) AS burned_h, NULL::float8 AS day_burned_h
     FROM telemetry e JOIN metrics me ON me.metric_id = e.metric_id AND me.name = 'energy_kwh'
     JOIN devices d ON d.device_key = e.device_key
     JOIN assets a ON a.tenant_id = d.tenant_id AND a.asset_id = d.asset_id
@@ -64,13 +65,15 @@ ROLLUP_ENERGY = """(SELECT day, tenant_id, coalesce(district, '') AS district, k
 
 
 def baselines(sql: str) -> tuple[str | None, str | None]:
-    """The same panel from raw readings, and from the daily rollup where it reads a table made from it."""
+    """The same panel from raw readings, and from the daily rollup where it reads a table made from it (the
+    energy and burning-hour panels over energy_daily: from raw readings per UTC day, which is close enough
+    for a cost)."""
     if "$__interval_ms / 1000.0" in sql:
         return sql.replace("$__interval_ms / 1000.0", "60.0"), None  # the series functions read raw readings
-    if "FROM energy_daily " in sql:
-        return sql.replace("FROM energy_daily ", f"FROM {RAW_ENERGY} "), sql.replace(
-            "FROM energy_daily ", f"FROM {ROLLUP_ENERGY} "
-        )
+    if "FROM energy_daily WHERE" in sql:
+        raw = sql.replace("FROM energy_daily WHERE", f"FROM {RAW_ENERGY} WHERE")
+        rollup = sql.replace("FROM energy_daily WHERE", f"FROM {ROLLUP_ENERGY} WHERE") if "kwh" in sql else None
+        return raw, rollup
     if "FROM dash_energy_daily" in sql:
         return sql.replace("FROM dash_energy_daily", f"FROM {RAW_ENERGY}"), None
     return None, None

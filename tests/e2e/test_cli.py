@@ -38,7 +38,7 @@ def test_demo_brings_up_services_migrates_and_imports_the_sample(state_dir: Path
     assert "work orders of ljus-norr" in out and "e-mails" in out and "0 to retry" in out
     assert "accepted and done: case now verifying" in out
     assert "joined case #" in out and "the reporter sees status 'open'" in out
-    assert "lykta · City overview: 4 panels, rows per panel over the week: [260," in out
+    assert "lykta · City overview: 5 panels, rows per panel over the week: [260," in out
     source = yaml.safe_load((state_dir / "grafana" / "provisioning" / "datasources" / "lykta.yaml").read_text())
     recorded = ServiceState.load(state_dir).postgres
     assert recorded is not None
