@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse, Response
 from psycopg_pool import ConnectionPool
 
 from cases import api_v1, crew_page, open311
+from cases.api_admission import Admission, Receive, Scope, Send
 from cases.api_auth import ApiError
 from cases.policy import Policies
 
@@ -36,9 +37,20 @@ MAX_HEADERS = 16 * 1024
 MAX_TARGET = 8 * 1024
 
 
-def create_app(url: str, policies: Policies, clock: Callable[[], float] = time.time, pool_size: int = 4) -> FastAPI:
-    """The application; ``clock`` gives "now" (tests and demos run simulated time)."""
-    pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": False})
+def create_app(
+    url: str,
+    policies: Policies,
+    clock: Callable[[], float] = time.time,
+    pool_size: int = 4,
+    queue: int = 256,
+    queue_wait_s: float = 10.0,
+) -> FastAPI:
+    """The application; ``clock`` gives "now" (tests and demos run simulated time). At most ``pool_size``
+    requests work at once, each with one connection; up to ``queue`` more wait, each at most ``queue_wait_s``;
+    the rest are refused with 503 and ``Retry-After`` (cases/api_admission.py)."""
+    pool = ConnectionPool(
+        url, min_size=pool_size, max_size=pool_size, open=False, timeout=queue_wait_s, kwargs={"autocommit": False}
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -61,6 +73,7 @@ def create_app(url: str, policies: Policies, clock: Callable[[], float] = time.t
     app.include_router(crew_page.router)
     app.include_router(open311.router)
     app.middleware("http")(limit_size)
+    app.add_middleware(Admission, limit=pool_size, queue=queue, wait_s=queue_wait_s, refuse=_busy)
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
@@ -82,7 +95,8 @@ async def limit_size(request: Request, call_next: Callable[[Request], Awaitable[
 
 
 async def _api_error(request: Request, exc: ApiError) -> Response:
-    return _error(request, exc.status, exc.message)
+    headers = None if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
+    return _error(request, exc.status, exc.message, headers)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
@@ -99,7 +113,14 @@ async def _invalid(request: Request, exc: RequestValidationError) -> Response:
     )
 
 
-def _error(request: Request, status: int, message: str) -> JSONResponse:
+def _error(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     if request.url.path.startswith("/open311"):
-        return JSONResponse([{"code": status, "description": message}], status_code=status)
-    return JSONResponse({"error": message}, status_code=status)
+        return JSONResponse([{"code": status, "description": message}], status_code=status, headers=headers)
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def _busy(scope: Scope, receive: Receive, send: Send, retry_after: int) -> None:
+    """503: too many requests at once; come back in ``retry_after`` seconds."""
+    request = Request(scope, receive)
+    message = f"the service is busy; try again in {retry_after} s"
+    await _error(request, 503, message, {"Retry-After": str(retry_after)})(scope, receive, send)

@@ -6,14 +6,16 @@ Tokens are stored as SHA-256 hashes; the token itself is shown once when it is c
 
 # No ``from __future__ import annotations``: FastAPI reads the dependencies' annotations at import time.
 
+import asyncio
 import hashlib
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 import psycopg
 from fastapi import Depends, Header, Request
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from cases.policy import Policies
 from floor.errors import LyktaError
@@ -23,10 +25,11 @@ from storage import api as api_store
 class ApiError(LyktaError):
     """A request that cannot be served; ``status`` is the HTTP status it is answered with."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after = retry_after
 
 
 def hash_token(token: str) -> str:
@@ -48,10 +51,19 @@ class Principal:
         return f"crew:{self.crew_id}" if self.crew_id else f"operator:{self.tenant_id}"
 
 
-def db(request: Request) -> Iterator[psycopg.Connection]:
-    """A connection from the application's pool for the length of the request."""
-    with request.app.state.pool.connection() as conn:
+async def db(request: Request) -> AsyncIterator[psycopg.Connection]:
+    """A connection from the application's pool for the length of the request. Taken and given back on the event
+    loop, not in a worker thread: giving it back never waits for a thread (cases/api_admission.py says why), and a
+    request cancelled while its handler runs gives it back once the handler's thread is done with it."""
+    pool: ConnectionPool = request.app.state.pool
+    try:
+        conn = await asyncio.to_thread(pool.getconn)
+    except PoolTimeout:
+        raise ApiError(503, "the service is busy; try again in a few seconds", retry_after=5) from None
+    try:
         yield conn
+    finally:
+        pool.putconn(conn)  # a rollback at most: what the request left open is not kept
 
 
 def policies(request: Request) -> Policies:

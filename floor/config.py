@@ -109,6 +109,12 @@ class Settings:
     """Port of ``lykta api``."""
     api_public_url: str | None = None
     """How people reach the API (links in work-order e-mail); default http://api_host:api_port."""
+    api_connections: int = 4
+    """Database connections of ``lykta api``: as many requests work at once, one connection each."""
+    api_queue: int = 256
+    """Requests that may wait for a connection; more at once are refused with 503 and Retry-After."""
+    api_queue_wait_s: int = 10
+    """How long a request waits for a connection before it is refused with 503 and Retry-After."""
 
     @property
     def services_file(self) -> Path:
@@ -267,6 +273,9 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "api_host": lambda _n, raw: str(raw),
     "api_port": _port,
     "api_public_url": _url(("http", "https")),
+    "api_connections": _positive_int,
+    "api_queue": _positive_int,
+    "api_queue_wait_s": _positive_int,
 }
 
 

@@ -139,7 +139,13 @@ def _api(settings: config.Settings, args: argparse.Namespace) -> int:
     from lykta import admin
 
     policies = _policies(settings, args.policy)
-    app = create_app(admin.database_url(settings), policies)
+    app = create_app(
+        admin.database_url(settings),
+        policies,
+        pool_size=settings.api_connections,
+        queue=settings.api_queue,
+        queue_wait_s=settings.api_queue_wait_s,
+    )
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=settings.log_level.lower())
     return 0
 

@@ -14,6 +14,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -207,10 +208,12 @@ from tests.helpers import Inbox, Receiver  # noqa: E402 - fixtures below use the
 class Api:
     """``lykta api`` served by uvicorn on a free loopback port, with a clock the test moves."""
 
-    def __init__(self, url: str, base: str, clock: list[float]) -> None:
+    def __init__(self, url: str, base: str, clock: list[float], app: Any = None) -> None:
         self.url = url
         self.base = base
         self.clock = clock
+        self.app = app
+        """the FastAPI application (its connection pool is ``app.state.pool``)"""
 
     def token(self, tenant_id: str, role: str, crew_id: str | None = None) -> str:
         from cases.api_auth import hash_token, new_token
@@ -245,7 +248,7 @@ def api(town_url: str) -> Iterator[Api]:
         assert time.monotonic() < deadline, "the API server did not start"
         time.sleep(0.05)
     try:
-        yield Api(town_url, f"http://127.0.0.1:{port}", clock)
+        yield Api(town_url, f"http://127.0.0.1:{port}", clock, app)
     finally:
         server.should_exit = True
         thread.join(30)
