@@ -150,6 +150,6 @@ def close(conn: Db, who: Operator, clock: Clock, case_id: int, body: NoteBody) -
     with conn.transaction():
         lifecycle.resolve(conn, c, now, "closed", who.actor)
         store.add_event(conn, case_id, who.actor, "note", {"note": body.note.strip()})
-        routing.cancel_work_order(conn, case_id, "closed by an operator", now)
+        routing.cancel_work_order(conn, case_id, "closed", now, note=body.note.strip())
     conn.commit()
     return CaseOut.of(store.existing_case(conn, case_id))

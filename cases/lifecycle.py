@@ -230,7 +230,7 @@ def _merge(conn: psycopg.Connection, case_id: int, into: Case, now: float, repor
     store.update_case(conn, case_id, status="resolved", resolution="merged", resolved_at=now)
     store.add_event(conn, case_id, SYSTEM, "merged", {"into": into.case_id})
     store.add_event(conn, into.case_id, SYSTEM, "absorbed", {"case_id": case_id, "asset_id": merged.asset_id})
-    routing.cancel_work_order(conn, case_id, f"merged into case {into.case_id}", now)
+    routing.cancel_work_order(conn, case_id, "merged", now, into=into.case_id)
     report.merged += 1
 
 
@@ -296,7 +296,7 @@ def _on_cleared(conn: psycopg.Connection, f: QueuedFinding, now: float, report: 
     store.add_event(conn, c.case_id, SYSTEM, "fault cleared", {"cleared_at": iso(cleared)})
     if c.status == "open":
         resolve(conn, c, now, "cleared", SYSTEM)
-        routing.cancel_work_order(conn, c.case_id, "the fault cleared before repair", now)
+        routing.cancel_work_order(conn, c.case_id, "cleared", now)
         report.resolved += 1
 
 

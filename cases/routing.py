@@ -77,28 +77,53 @@ def refresh_work_order(conn: psycopg.Connection, case_id: int, now: float) -> No
         announce(conn, order.work_order_id, f"updated-{len(store.case_findings(conn, case_id))}", now)
 
 
-def cancel_work_order(conn: psycopg.Connection, case_id: int, why: str, now: float) -> None:
+def cancel_work_order(
+    conn: psycopg.Connection,
+    case_id: int,
+    reason: str,
+    now: float,
+    *,
+    into: int | None = None,
+    note: str | None = None,
+) -> None:
+    """Cancel the case's active work order: ``reason`` is cleared, merged (``into`` that case) or closed (with
+    the operator's ``note``); its crew is told, in the tenant's language."""
     order = order_store.active(conn, case_id)
     if order is None:
         return
+    why = texts.cancel_reason(reason, tenants.language(conn, order.tenant_id), into, note)
     order_store.set_status(conn, order.work_order_id, "cancelled", reason=why)
     order_store.add_note(conn, order.work_order_id, SYSTEM, why)
     if order.crew_id is not None:
-        announce(conn, order.work_order_id, "cancelled", now)
+        announce(conn, order.work_order_id, "cancelled", now, why=why)
 
 
-def announce(conn: psycopg.Connection, work_order_id: int, change: str, now: float) -> None:
-    """Queue the e-mail and webhook of a work order change for its crew (each once: idempotency keys)."""
+def announce(
+    conn: psycopg.Connection,
+    work_order_id: int,
+    change: str,
+    now: float,
+    *,
+    crew_id: str | None = None,
+    why: str | None = None,
+) -> None:
+    """Queue the e-mail and webhook of a work order change (``assigned-<crew>``, ``updated-<n>``, ``cancelled``,
+    ``withdrawn-<crew>``) for its crew, or for ``crew_id`` (each once: idempotency keys)."""
     order = order_store.existing(conn, work_order_id)
-    crew = crew_store.crew(conn, order.tenant_id, order.crew_id) if order.crew_id else None
+    target = crew_id or order.crew_id
+    crew = crew_store.crew(conn, order.tenant_id, target) if target else None
     if crew is None:
         return
+    kind = change.split("-", 1)[0]
     payload = message(conn, order, change)
+    if why:
+        payload["why"] = why
     lang = tenants.language(conn, order.tenant_id)
     key = f"{order.tenant_id}:wo-{work_order_id}:{change}"
-    subject = f"[{texts.word('work_order', lang)} #{work_order_id}] {order.title}"
+    prefix = texts.change(kind, lang)[0]
+    subject = f"[{texts.word('work_order', lang)} #{work_order_id}] {prefix + ': ' if prefix else ''}{order.title}"
     if crew.email:
-        body = {"text": texts.work_order_text(payload["work_order"], lang), "event": change}
+        body = {"text": texts.work_order_text(payload["work_order"], lang, kind, why), "event": change}
         outbox_store.enqueue(conn, NewMessage(order.tenant_id, "email", crew.email, subject, body, key + ":email", now))
     if crew.webhook_url:
         outbox_store.enqueue(
@@ -215,7 +240,10 @@ def assign(conn: psycopg.Connection, case_id: int, crew_id: str, actor: str, now
         )
     else:
         work_order_id = order.work_order_id
+        previous = order.crew_id
         order_store.set_status(conn, work_order_id, "assigned", crew_id=crew_id)
+        if previous is not None and previous != crew_id:  # the crew it was taken from hears so
+            announce(conn, work_order_id, f"withdrawn-{previous}", now, crew_id=previous)
     announce(conn, work_order_id, f"assigned-{crew_id}", now)
     store.add_event(conn, case_id, actor, "assigned", {"work_order_id": work_order_id, "crew_id": crew_id})
     return work_order_id

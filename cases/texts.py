@@ -51,6 +51,49 @@ WORDS: dict[str, dict[str, str]] = {
     "bad_token": {"en": "That token is not valid.", "sv": "Nyckeln är inte giltig.", "pt": "Código inválido."},
     "map": {"en": "Map", "sv": "Karta", "pt": "Mapa"},
     "saved": {"en": "Saved.", "sv": "Sparat.", "pt": "Guardado."},
+    "why": {"en": "Why", "sv": "Varför", "pt": "Motivo"},
+}
+
+CHANGES: dict[str, dict[str, tuple[str, str]]] = {
+    # what a crew is told about a work order: (subject prefix, first line of the body)
+    "assigned": {
+        "en": ("", "A new work order for your crew."),
+        "sv": ("", "En ny arbetsorder till ert lag."),
+        "pt": ("", "Uma nova ordem de trabalho para a sua equipa."),
+    },
+    "updated": {
+        "en": ("UPDATED", "This work order changed: more assets are affected (listed below)."),
+        "sv": ("UPPDATERAD", "Arbetsordern har ändrats: fler objekt är berörda (se nedan)."),
+        "pt": ("ATUALIZADA", "Esta ordem de trabalho mudou: há mais equipamentos afetados (abaixo)."),
+    },
+    "cancelled": {
+        "en": ("CANCELLED", "This work order is CANCELLED: do not go out for it."),
+        "sv": ("AVBRUTEN", "Arbetsordern är AVBRUTEN: åk inte ut för den."),
+        "pt": ("CANCELADA", "Esta ordem de trabalho foi CANCELADA: não se desloque."),
+    },
+    "withdrawn": {
+        "en": ("WITHDRAWN", "This work order has been given to another crew: do not go out for it."),
+        "sv": ("ÅTERKALLAD", "Arbetsordern har gått till ett annat lag: åk inte ut för den."),
+        "pt": ("RETIRADA", "Esta ordem de trabalho passou para outra equipa: não se desloque."),
+    },
+}
+
+CANCEL_REASONS: dict[str, dict[str, str]] = {
+    "cleared": {
+        "en": "the fault went away before it was repaired",
+        "sv": "felet försvann innan det åtgärdades",
+        "pt": "a avaria desapareceu antes da reparação",
+    },
+    "merged": {
+        "en": "merged into case {into}",
+        "sv": "sammanslaget med ärende {into}",
+        "pt": "integrado no processo {into}",
+    },
+    "closed": {
+        "en": "closed by the municipality",
+        "sv": "avslutat av kommunen",
+        "pt": "encerrado pelo município",
+    },
 }
 
 PRIORITIES: dict[str, dict[str, str]] = {
@@ -94,14 +137,29 @@ def status(code: str, lang: str) -> str:
     return STATUSES.get(code, {}).get(language(lang), code)
 
 
+def change(kind: str, lang: str) -> tuple[str, str]:
+    """(subject prefix, first line) of a message telling a crew about a change of kind ``kind``."""
+    return CHANGES.get(kind, CHANGES["assigned"])[language(lang)]
+
+
+def cancel_reason(reason: str, lang: str, into: int | None = None, note: str | None = None) -> str:
+    """Why a work order was cancelled, with the operator's note when there is one."""
+    text = CANCEL_REASONS.get(reason, {}).get(language(lang), reason).format(into=into)
+    return f"{text}: {note}" if note else text
+
+
 def work_order_title(fault_code: str, asset_id: str, place: str | None, lang: str) -> str:
     where = f" ({place})" if place else ""
     return f"{fault(fault_code, lang)}: {asset_id}{where}"
 
 
-def work_order_text(order: dict[str, Any], lang: str) -> str:
-    """The plain-text body of a work-order message."""
-    lines = [
+def work_order_text(order: dict[str, Any], lang: str, kind: str = "assigned", why: str | None = None) -> str:
+    """The plain-text body of a work-order message telling a crew about a change of kind ``kind``."""
+    lines = [change(kind, lang)[1]]
+    if why:
+        lines.append(f"{word('why', lang)}: {why}")
+    lines += [
+        "",
         f"{word('work_order', lang)} #{order['work_order_id']} - {order['title']}",
         f"{word('case', lang)} #{order['case_id']}",
         f"{word('asset', lang)}: {order['asset_id']}",
