@@ -95,7 +95,7 @@ def _request(conn: psycopg.Connection, policies: Policies, tenant: str, r: Servi
     return RequestOut(
         service_request_id=str(r.request_id),
         status="closed" if r.case_status == "resolved" else "open",
-        status_notes=texts.status(r.case_status or "open", lang),
+        status_notes=texts.citizen_status(r.case_status, r.resolution, r.closing_note, lang),
         service_name=texts.fault(service.fault, lang) if service else r.service_code,
         service_code=r.service_code,
         description=r.description,

@@ -117,8 +117,35 @@ STATUSES: dict[str, dict[str, str]] = {
 }
 
 
+RESOLUTIONS: dict[str, dict[str, str]] = {
+    # what a citizen is told about a report whose case is resolved, by how it was resolved
+    "verified": {"en": "repaired", "sv": "åtgärdat", "pt": "reparado"},
+    "cleared": {
+        "en": "the fault is no longer there",
+        "sv": "felet finns inte längre kvar",
+        "pt": "a avaria já não existe",
+    },
+    "merged": {
+        "en": "handled together with another report of the same fault",
+        "sv": "hanteras tillsammans med en annan anmälan om samma fel",
+        "pt": "tratado com outra participação da mesma avaria",
+    },
+    "closed": {"en": "closed", "sv": "avslutat", "pt": "encerrado"},
+}
+
+
 def language(code: str | None) -> str:
     return code if code in LANGUAGES else "en"
+
+
+def citizen_status(case_status: str | None, resolution: str | None, note: str | None, lang: str) -> str:
+    """A report's status notes for its reporter: how its case was resolved, in the operator's words when the case
+    was closed by hand, or where it stands."""
+    if case_status != "resolved":
+        return status(case_status or "open", lang)
+    if resolution == "closed" and note:
+        return note
+    return RESOLUTIONS.get(resolution or "", {}).get(language(lang)) or status("resolved", lang)
 
 
 def word(key: str, lang: str) -> str:

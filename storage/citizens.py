@@ -12,7 +12,9 @@ from storage.errors import RowMissing
 _COLUMNS = """r.request_id, r.tenant_id, r.service_code, r.description, r.lat, r.lon, r.address, r.asset_id,
     r.case_id, extract(epoch FROM r.requested_at)::float8 AS requested_at, c.status AS case_status,
     c.resolution, extract(epoch FROM c.updated_at)::float8 AS updated_at,
-    extract(epoch FROM c.due_at)::float8 AS due_at"""
+    extract(epoch FROM c.due_at)::float8 AS due_at,
+    (SELECT e.detail->>'note' FROM case_events e WHERE e.case_id = c.case_id AND e.action = 'note'
+       AND c.resolution = 'closed' ORDER BY e.event_id DESC LIMIT 1) AS closing_note"""
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class ServiceRequest(Report):
     resolution: str | None
     updated_at: float | None
     due_at: float | None
+    closing_note: str | None
+    """what the operator wrote when closing the case by hand"""
 
 
 def insert(conn: psycopg.Connection, r: NewReport) -> ServiceRequest:

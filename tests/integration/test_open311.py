@@ -16,7 +16,7 @@ import pytest
 from floor import inventory
 from storage import assets, tenants
 from tests.conftest import Api
-from tests.integration.test_cases import add_crews, finding, sync
+from tests.integration.test_cases import add_crews, clear, finding, sync
 from tests.integration.test_rules import NIGHT
 
 SERVICE_FIELDS = {"service_code", "service_name", "description", "metadata", "type", "keywords", "group"}
@@ -218,3 +218,42 @@ def test_several_jurisdictions_need_a_jurisdiction_id(api: Api) -> None:
     )
     unknown = GeoReport(api.base, "atlantis").http.get("/services.json", params={"jurisdiction_id": "atlantis"})
     assert unknown.status_code == 404
+
+
+def test_a_case_closed_by_hand_tells_the_reporter_the_operators_words(api: Api) -> None:
+    """Closed as a duplicate, the report said "åtgärdat" (fixed), and the operator's note never reached its
+    reporter. Each way a case ends now reads as what happened."""
+    add_crews(api.url)
+    finding(api.url, "SL-0003", "lampFailure", NIGHT)
+    sync(api.url, api.clock[0])
+    with psycopg.connect(api.url) as conn:
+        row = conn.execute("SELECT lat, lon FROM assets WHERE asset_id = 'SL-0003'").fetchone()
+        case = conn.execute("SELECT case_id FROM cases WHERE asset_id = 'SL-0003'").fetchone()
+    assert row is not None and case is not None
+    client = GeoReport(api.base)
+    rid = client.created(service_code="streetlight-out", lat=row[0], long=row[1], description="Släckt")
+    assert client.request(rid)["status_notes"] == "öppet"
+    token = api.token("solvik", "operator")
+    closed = client.http.post(
+        api.base + f"/api/v1/cases/{case[0]}/close",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"note": "Dubblett, hanteras i ärende 36"},
+    )
+    assert closed.status_code == 200, closed.text
+    seen = client.request(rid)
+    assert (seen["status"], seen["status_notes"]) == ("closed", "Dubblett, hanteras i ärende 36")
+
+
+def test_a_case_whose_fault_went_away_does_not_say_repaired(api: Api) -> None:
+    add_crews(api.url)
+    fid = finding(api.url, "SL-0003", "lampFailure", NIGHT)
+    sync(api.url, api.clock[0])
+    with psycopg.connect(api.url) as conn:
+        row = conn.execute("SELECT lat, lon FROM assets WHERE asset_id = 'SL-0003'").fetchone()
+    assert row is not None
+    client = GeoReport(api.base)
+    rid = client.created(service_code="streetlight-out", lat=row[0], long=row[1], description="Släckt")
+    clear(api.url, fid, api.clock[0] + 600)
+    sync(api.url, api.clock[0] + 700)
+    seen = client.request(rid)
+    assert (seen["status"], seen["status_notes"]) == ("closed", "felet finns inte längre kvar")
