@@ -73,10 +73,16 @@ def list_crews(url: str, tenant_id: str) -> list[str]:
         ]
 
 
-def create_token(url: str, tenant_id: str, role: str, crew_id: str | None, label: str) -> str:
-    """A new token, printed once; only its hash is stored."""
+def create_token(  # noqa: PLR0917 - a token's fields
+    url: str, tenant_id: str, role: str, crew_id: str | None, label: str, days: int | None = None
+) -> str:
+    """A new token, printed once; only its hash is stored. Valid for ``days`` days (a crew's 90, an operator's
+    365 by default)."""
     if role not in ("operator", "crew"):
         raise LyktaError("--role must be operator or crew")
+    days = days if days is not None else (90 if role == "crew" else 365)
+    if not 1 <= days <= 3650:
+        raise LyktaError(f"--days {days}: a token lives 1 to 3650 days")
     if (role == "crew") != (crew_id is not None):
         raise LyktaError("a crew token needs --crew; an operator token takes none")
     token = new_token()
@@ -84,7 +90,7 @@ def create_token(url: str, tenant_id: str, role: str, crew_id: str | None, label
         if role == "crew" and crew_store.crew(conn, tenant_id, crew_id or "") is None:
             raise LyktaError(f"unknown crew {tenant_id}/{crew_id}")
         tenants.get(conn, tenant_id)
-        api_store.create_token(conn, hash_token(token), tenant_id, role, crew_id, label)
+        api_store.create_token(conn, hash_token(token), tenant_id, role, crew_id, label, days)
     return token
 
 

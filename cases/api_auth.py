@@ -9,12 +9,16 @@ Tokens are stored as SHA-256 hashes; the token itself is shown once when it is c
 import asyncio
 import hashlib
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 import psycopg
 from fastapi import Depends, Header, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from cases.policy import Policies
@@ -66,6 +70,26 @@ async def db(request: Request) -> AsyncIterator[psycopg.Connection]:
         pool.putconn(conn)  # a rollback at most: what the request left open is not kept
 
 
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def no_unknown_query(request: Request) -> None:
+    """Refuse query parameters the route does not know: a misspelt filter would otherwise be ignored in silence
+    and the answer taken for a filtered one."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = _query_names(route.dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        allowed = ", ".join(sorted(known)) or "none"
+        raise ApiError(422, f"unknown query parameter {', '.join(unknown)} (this route takes: {allowed})")
+
+
 def policies(request: Request) -> Policies:
     found: Policies = request.app.state.policies
     return found
@@ -82,18 +106,32 @@ Rules = Annotated[Policies, Depends(policies)]
 Clock = Annotated[Callable[[], float], Depends(clock)]
 
 
-def from_token(conn: psycopg.Connection, token: str) -> Principal | None:
+def check_token(conn: psycopg.Connection, token: str) -> Principal | str:
+    """Who holds the token, or why it is refused. Expiry is judged by the wall clock, whatever the application's
+    clock says."""
     found = api_store.token(conn, hash_token(token))
     conn.rollback()
-    return None if found is None else Principal(*found)
+    if found is None:
+        return "invalid or revoked token"
+    tenant_id, role, crew_id, expires = found
+    if expires <= time.time():
+        day = datetime.fromtimestamp(expires, UTC).date().isoformat()
+        return f"token expired on {day}: ask for a new one"
+    return Principal(tenant_id, role, crew_id)
+
+
+def from_token(conn: psycopg.Connection, token: str) -> Principal | None:
+    found = check_token(conn, token)
+    return found if isinstance(found, Principal) else None
 
 
 def principal(conn: Db, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    if not authorization or not authorization.startswith("Bearer "):
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():  # the scheme is case-insensitive (RFC 9110, 11.1)
         raise ApiError(401, "missing bearer token (Authorization: Bearer <token>)")
-    found = from_token(conn, authorization.removeprefix("Bearer ").strip())
-    if found is None:
-        raise ApiError(401, "invalid or revoked token")
+    found = check_token(conn, token.strip())
+    if isinstance(found, str):
+        raise ApiError(401, found)
     return found
 
 

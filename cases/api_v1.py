@@ -5,10 +5,10 @@
 from typing import Annotated
 
 import psycopg
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from cases import lifecycle, routing
-from cases.api_auth import ApiError, Clock, Db, Operator, Principal, Who
+from cases.api_auth import ApiError, Clock, Db, Operator, Principal, Rules, Who, no_unknown_query
 from cases.api_models import (
     AssignmentBody,
     AssignmentOut,
@@ -29,7 +29,7 @@ from storage import work_orders as order_store
 from storage.api import OrderView
 from storage.cases import Case
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(no_unknown_query)])
 
 
 def own_order(conn: psycopg.Connection, who: Principal, work_order_id: int) -> OrderView:
@@ -128,11 +128,11 @@ def get_case(conn: Db, who: Operator, case_id: int) -> CaseDetail:
 
 
 @router.post("/cases/{case_id}/assign", tags=["operators"], summary="Send the case to a crew")
-def assign(conn: Db, who: Operator, clock: Clock, case_id: int, body: AssignmentBody) -> AssignmentOut:
+def assign(conn: Db, who: Operator, clock: Clock, policies: Rules, case_id: int, body: AssignmentBody) -> AssignmentOut:
     own_case(conn, who, case_id)
     try:
         with conn.transaction():
-            work_order_id = routing.assign(conn, case_id, body.crew_id, who.actor, clock())
+            work_order_id = routing.assign(conn, policies.get(who.tenant_id), case_id, body.crew_id, who.actor, clock())
     except WorkOrderError as exc:
         raise ApiError(409, str(exc)) from None
     conn.commit()

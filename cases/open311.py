@@ -89,8 +89,7 @@ def _json_only(fmt: str) -> None:
         raise ApiError(400, f"format {fmt!r} is not supported: use .json")
 
 
-def _request(conn: psycopg.Connection, policies: Policies, tenant: str, r: ServiceRequest) -> RequestOut:
-    lang = tenants.language(conn, tenant)
+def _request(policies: Policies, tenant: str, lang: str, r: ServiceRequest) -> RequestOut:
     service = policies.get(tenant).services.get(r.service_code)
     return RequestOut(
         service_request_id=str(r.request_id),
@@ -205,7 +204,8 @@ def get_requests(
         status,
         1000,
     )
-    return [_request(conn, policies, tenant, r) for r in rows]
+    lang = tenants.language(conn, tenant)  # once, not once per row
+    return [_request(policies, tenant, lang, r) for r in rows]
 
 
 @router.get("/requests/{service_request_id}.{fmt}", summary="GeoReport v2: one request")
@@ -217,4 +217,4 @@ def get_request(
     row = requests_store.get(conn, tenant, service_request_id)
     if row is None:
         raise ApiError(404, f"service request {service_request_id} not found")
-    return [_request(conn, policies, tenant, row)]
+    return [_request(policies, tenant, tenants.language(conn, tenant), row)]

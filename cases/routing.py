@@ -188,11 +188,11 @@ def act(  # noqa: PLR0917 - one action on one work order
     order = order_store.work_order(conn, work_order_id, lock=True)
     if order is None:
         raise WorkOrderError(f"work order {work_order_id} does not exist")
-    allowed = {"accept": ("assigned",), "done": ("assigned", "in_progress"), "reject": ("assigned", "in_progress")}
+    allowed = {"accept": ("assigned",), "done": ("in_progress",), "reject": ("assigned", "in_progress")}
     if action not in allowed:
         raise WorkOrderError(f"unknown action {action!r}: use accept, done or reject")
     if order.status not in allowed[action]:
-        raise WorkOrderError(f"work order {work_order_id} is {order.status}; cannot {action} it")
+        raise WorkOrderError(refusal(work_order_id, order.status, action))
     if action == "reject" and not (note and note.strip()):
         raise WorkOrderError("a rejection needs a reason")
     c = store.existing_case(conn, order.case_id)
@@ -216,14 +216,30 @@ def act(  # noqa: PLR0917 - one action on one work order
     return order_store.existing(conn, work_order_id)
 
 
-def assign(conn: psycopg.Connection, case_id: int, crew_id: str, actor: str, now: float) -> int:
-    """An operator sends a case to a crew: the active work order moves to it, or a new one is made."""
+def refusal(work_order_id: int, status: str, action: str) -> str:
+    """Why a crew's action does not fit its work order's state, in words a crew understands."""
+    doing = {"accept": "accepted", "done": "finished", "reject": "rejected"}[action]
+    if action == "done" and status == "assigned":
+        return f"work order {work_order_id} is assigned, not started: accept it before finishing it"
+    return f"work order {work_order_id} is {status.replace('_', ' ')}: it cannot be {doing}"
+
+
+def assign(  # noqa: PLR0917 - one assignment
+    conn: psycopg.Connection, policy: Policy, case_id: int, crew_id: str, actor: str, now: float
+) -> int:
+    """An operator sends a case to a crew that has the skill its fault needs: the active work order moves to
+    it, or a new one is made."""
     c = store.case(conn, case_id)
     if c is None or c.status == "resolved":
         raise WorkOrderError(f"case {case_id} does not exist or is resolved")
     crew = crew_store.crew(conn, c.tenant_id, crew_id)
     if crew is None or not crew.active:
         raise WorkOrderError(f"crew {crew_id!r} does not exist or is inactive")
+    skill = policy.skill(c.fault)
+    if crew.skills and skill not in crew.skills:
+        raise WorkOrderError(
+            f"crew {crew_id!r} does not do {skill} work ({c.fault} needs it); its skills: {', '.join(crew.skills)}"
+        )
     order = order_store.active(conn, case_id)
     if order is None:
         lang = tenants.language(conn, c.tenant_id)
@@ -233,7 +249,7 @@ def assign(conn: psycopg.Connection, case_id: int, crew_id: str, actor: str, now
                 case_id=case_id,
                 tenant_id=c.tenant_id,
                 crew_id=crew_id,
-                skill=(crew.skills or ["lighting"])[0],
+                skill=skill,
                 status="assigned",
                 title=texts.work_order_title(c.fault, c.asset_id, None, lang),
             ),

@@ -124,7 +124,7 @@ def _tokens(settings: config.Settings, args: argparse.Namespace) -> int:
     if args.action == "create":
         if not args.tenant:
             raise LyktaError("tokens create needs --tenant")
-        print(cases_admin.create_token(url, args.tenant, args.role, args.crew, args.label or ""))
+        print(cases_admin.create_token(url, args.tenant, args.role, args.crew, args.label or "", args.days))
     else:
         if not args.token:
             raise LyktaError("tokens revoke needs the token")
@@ -192,6 +192,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--role", default="operator", choices=["operator", "crew"])
     p.add_argument("--crew", help="create --role crew: the crew id")
     p.add_argument("--label", help="create: a note on whose token it is")
+    p.add_argument("--days", type=int, help="create: days the token is valid (default: crew 90, operator 365)")
     p.set_defaults(func=_tokens)
 
     p = sub.add_parser("api", help="serve the HTTP API, the crew page and Open311 (runs until SIGTERM)")

@@ -47,11 +47,19 @@ _ORDER = """w.work_order_id, w.case_id, w.tenant_id, w.crew_id, w.skill, w.statu
 
 
 def create_token(  # noqa: PLR0917 - the columns of a token
-    conn: psycopg.Connection, token_hash: str, tenant_id: str, role: str, crew_id: str | None, label: str
+    conn: psycopg.Connection,
+    token_hash: str,
+    tenant_id: str,
+    role: str,
+    crew_id: str | None,
+    label: str,
+    days: int = 365,
 ) -> None:
+    """A token valid for ``days`` days from now."""
     conn.execute(
-        "INSERT INTO api_tokens (token_hash, tenant_id, role, crew_id, label) VALUES (%s, %s, %s, %s, %s)",
-        (token_hash, tenant_id, role, crew_id, label),
+        """INSERT INTO api_tokens (token_hash, tenant_id, role, crew_id, label, expires_at)
+           VALUES (%s, %s, %s, %s, %s, now() + make_interval(days => %s))""",
+        (token_hash, tenant_id, role, crew_id, label, days),
     )
 
 
@@ -63,15 +71,17 @@ def revoke_token(conn: psycopg.Connection, token_hash: str) -> bool:
     return row is not None
 
 
-def token(conn: psycopg.Connection, token_hash: str) -> tuple[str, str, str | None] | None:
-    """(tenant, role, crew) of a valid token."""
+def token(conn: psycopg.Connection, token_hash: str) -> tuple[str, str, str | None, float] | None:
+    """(tenant, role, crew, expiry in epoch seconds) of a token that is not revoked (of an active crew)."""
     row = conn.execute(
-        """SELECT t.tenant_id, t.role, t.crew_id FROM api_tokens t
+        """SELECT t.tenant_id, t.role, t.crew_id, extract(epoch FROM t.expires_at)::float8 FROM api_tokens t
            LEFT JOIN crews c ON c.tenant_id = t.tenant_id AND c.crew_id = t.crew_id
            WHERE t.token_hash = %s AND t.revoked_at IS NULL AND (t.crew_id IS NULL OR c.active)""",
         (token_hash,),
     ).fetchone()
-    return None if row is None else (str(row[0]), str(row[1]), None if row[2] is None else str(row[2]))
+    if row is None:
+        return None
+    return str(row[0]), str(row[1]), None if row[2] is None else str(row[2]), float(row[3])
 
 
 def work_orders(conn: psycopg.Connection, tenant_id: str, crew_id: str | None, status: str | None) -> list[OrderView]:

@@ -10,7 +10,8 @@ import httpx
 import psycopg
 
 from floor import inventory
-from storage import assets, tenants
+from storage import assets, crews, tenants
+from storage.crews import Crew
 from tests.conftest import Api
 from tests.integration.test_cases import add_crews, finding, sync
 from tests.integration.test_rules import NIGHT
@@ -39,7 +40,7 @@ def test_a_crew_lists_accepts_and_closes_its_work_order(api: Api) -> None:
         accepted = http.post(f"/api/v1/work-orders/{wid}/accept", headers=bearer(crew))
         assert accepted.status_code == 200 and accepted.json()["status"] == "in_progress"
         again = http.post(f"/api/v1/work-orders/{wid}/accept", headers=bearer(crew))
-        assert again.status_code == 409 and "is in_progress" in again.json()["error"]
+        assert again.status_code == 409 and "is in progress: it cannot be accepted" in again.json()["error"]
         closed = http.post(f"/api/v1/work-orders/{wid}/done", json={"note": "lamp replaced"}, headers=bearer(crew))
         assert closed.status_code == 200 and closed.json()["status"] == "done"
         detail = http.get(f"/api/v1/work-orders/{wid}", headers=bearer(crew)).json()
@@ -61,10 +62,12 @@ def test_operators_filter_cases_and_assign_them(api: Api) -> None:
         detail = http.get(f"/api/v1/cases/{well['case_id']}", headers=bearer(op)).json()
         assert [e["action"] for e in detail["events"]][:2] == ["opened", "work order"]
         assert detail["work_orders"][0]["status"] == "new"  # no drainage crew: waits for an operator
-        moved = http.post(f"/api/v1/cases/{well['case_id']}/assign", json={"crew_id": "el"}, headers=bearer(op))
+        with psycopg.connect(api.url, autocommit=True) as conn:  # the operator takes on a drainage contractor
+            crews.upsert(conn, Crew("solvik", "va", "VA-service", None, None, None, [], ["drainage"], True))
+        moved = http.post(f"/api/v1/cases/{well['case_id']}/assign", json={"crew_id": "va"}, headers=bearer(op))
         assert moved.status_code == 200
         detail = http.get(f"/api/v1/cases/{well['case_id']}", headers=bearer(op)).json()
-        assert [(w["status"], w["crew_id"]) for w in detail["work_orders"]] == [("assigned", "el")]
+        assert [(w["status"], w["crew_id"]) for w in detail["work_orders"]] == [("assigned", "va")]
         nobody = http.post(f"/api/v1/cases/{well['case_id']}/assign", json={"crew_id": "ghost"}, headers=bearer(op))
         assert nobody.status_code == 409 and "ghost" in nobody.json()["error"]
         shut = http.post(f"/api/v1/cases/{well['case_id']}/close", json={"note": "false alarm"}, headers=bearer(op))
@@ -128,3 +131,65 @@ def test_bad_requests_get_clear_errors(api: Api) -> None:
         spec = http.get("/openapi.json").json()
         assert "/api/v1/work-orders/{work_order_id}/done" in spec["paths"]
         assert "/open311/v2/requests.{fmt}" in spec["paths"]
+
+
+def test_the_bearer_scheme_is_case_insensitive(api: Api) -> None:
+    a_case(api)
+    token = api.token("solvik", "operator")
+    for scheme in ("bearer", "BEARER", "Bearer"):
+        answer = httpx.get(api.base + "/api/v1/cases", headers={"Authorization": f"{scheme} {token}"})
+        assert answer.status_code == 200, (scheme, answer.text)
+    assert httpx.get(api.base + "/api/v1/cases", headers={"Authorization": f"Basic {token}"}).status_code == 401
+
+
+def test_a_crew_accepts_before_it_finishes_and_is_told_so_in_words(api: Api) -> None:
+    a_case(api)
+    token = api.token("solvik", "crew", "ljus-norr")
+    [order] = httpx.get(api.base + "/api/v1/work-orders", headers=bearer(token)).json()
+    early = httpx.post(api.base + f"/api/v1/work-orders/{order['work_order_id']}/done", headers=bearer(token))
+    assert early.status_code == 409
+    assert early.json()["error"] == (
+        f"work order {order['work_order_id']} is assigned, not started: accept it before finishing it"
+    )
+    path = f"/api/v1/work-orders/{order['work_order_id']}"
+    assert httpx.post(api.base + path + "/accept", headers=bearer(token)).status_code == 200
+    assert httpx.post(api.base + path + "/done", headers=bearer(token)).status_code == 200
+    again = httpx.post(api.base + path + "/accept", headers=bearer(token))
+    assert again.json()["error"] == f"work order {order['work_order_id']} is done: it cannot be accepted"
+
+
+def test_unknown_filters_are_refused_not_ignored(api: Api) -> None:
+    a_case(api)
+    token = api.token("solvik", "operator")
+    answer = httpx.get(api.base + "/api/v1/cases?stauts=resolved", headers=bearer(token))
+    assert answer.status_code == 422
+    assert "unknown query parameter stauts" in answer.json()["error"] and "status" in answer.json()["error"]
+    listed = httpx.get(api.base + "/api/v1/work-orders?crew=el", headers=bearer(token))
+    assert listed.status_code == 422 and "crew" in listed.json()["error"]
+    assert httpx.get(api.base + "/api/v1/cases?status=active", headers=bearer(token)).status_code == 200
+
+
+def test_a_case_goes_only_to_a_crew_with_the_skill_it_needs(api: Api) -> None:
+    add_crews(api.url)
+    with psycopg.connect(api.url, autocommit=True) as conn:
+        crews.upsert(conn, Crew("solvik", "avfall", "Avfallslaget", None, None, None, [], ["waste"], True))
+    finding(api.url, "SL-0120", "poleTilt", NIGHT)
+    sync(api.url, api.clock[0])
+    token = api.token("solvik", "operator")
+    [case] = httpx.get(api.base + "/api/v1/cases", headers=bearer(token)).json()
+    wrong = httpx.post(api.base + f"/api/v1/cases/{case['case_id']}/assign", headers=bearer(token),
+                       json={"crew_id": "avfall"})  # fmt: skip
+    assert wrong.status_code == 409 and "does not do lighting work" in wrong.json()["error"], wrong.text
+    right = httpx.post(api.base + f"/api/v1/cases/{case['case_id']}/assign", headers=bearer(token),
+                       json={"crew_id": "ljus"})  # fmt: skip
+    assert right.status_code == 200, right.text
+
+
+def test_tokens_expire(api: Api) -> None:
+    a_case(api)
+    token = api.token("solvik", "operator")
+    assert httpx.get(api.base + "/api/v1/cases", headers=bearer(token)).status_code == 200
+    with psycopg.connect(api.url, autocommit=True) as conn:
+        conn.execute("UPDATE api_tokens SET expires_at = now() - interval '1 minute'")
+    answer = httpx.get(api.base + "/api/v1/cases", headers=bearer(token))
+    assert answer.status_code == 401 and answer.json()["error"].startswith("token expired on ")

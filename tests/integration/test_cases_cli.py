@@ -37,15 +37,22 @@ def test_crews_tokens_and_a_cases_cycle_from_the_command_line(town_url: str) -> 
         (["tokens", "create", "--tenant", "solvik", "--role", "crew"], "a crew token needs --crew"),
         (["tokens", "create", "--tenant", "solvik", "--role", "crew", "--crew", "ghost"], "unknown crew"),
         (["tokens", "revoke", "lyk_nothing"], "no such active token"),
+        (["tokens", "create", "--tenant", "solvik", "--role", "operator", "--days", "0"], "a token lives 1 to 3650"),
         (["cases", "list", "--status", "weird"], "--status must be"),
     ]:
         bad = lykta(town_url, *args)
         assert bad.returncode == 1 and message in bad.stderr, (args, bad.stderr)
     token = lykta(town_url, "tokens", "create", "--tenant", "solvik", "--role", "crew", "--crew", "ljus")
     assert token.returncode == 0 and token.stdout.startswith("lyk_")
+    brief = lykta(town_url, "tokens", "create", "--tenant", "solvik", "--role", "operator", "--days", "7")
+    assert brief.returncode == 0, brief.stderr
     with psycopg.connect(town_url) as conn:
-        stored = conn.execute("SELECT token_hash FROM api_tokens").fetchone()
+        stored = conn.execute("SELECT token_hash FROM api_tokens WHERE role = 'crew'").fetchone()
+        lives = conn.execute(
+            "SELECT role, round(extract(epoch FROM expires_at - now()) / 86400) FROM api_tokens ORDER BY role"
+        ).fetchall()
     assert stored is not None and token.stdout.strip() not in stored[0]  # only the hash is kept
+    assert lives == [("crew", 90), ("operator", 7)]  # a crew's token lives 90 days unless told otherwise
     assert lykta(town_url, "tokens", "revoke", token.stdout.strip()).stdout.strip() == "token revoked"
 
     finding(town_url, "SL-0003", "lampFailure", NIGHT)

@@ -257,3 +257,25 @@ def test_a_case_whose_fault_went_away_does_not_say_repaired(api: Api) -> None:
     sync(api.url, api.clock[0] + 700)
     seen = client.request(rid)
     assert (seen["status"], seen["status_notes"]) == ("closed", "felet finns inte längre kvar")
+
+
+def test_listing_requests_asks_for_the_language_once(api: Api) -> None:
+    """The tenant's language was read once per request listed."""
+    from cases import open311
+    from cases.policy import Policies
+
+    client = GeoReport(api.base)
+    for n in range(5):
+        client.created(service_code="bin-full", lat=56.05 + n / 1000, long=12.69, description=f"full {n}")
+    with psycopg.connect(api.url) as conn:
+        statements: list[str] = []
+        execute = conn.execute
+
+        def counted(query: Any, *args: Any, **kwargs: Any) -> Any:
+            statements.append(str(query))
+            return execute(query, *args, **kwargs)
+
+        conn.execute = counted  # type: ignore[method-assign]
+        listed = open311.get_requests(conn, Policies(), "json", "solvik")
+    assert len(listed) == 5
+    assert sum("language FROM tenants" in s for s in statements) == 1
