@@ -15,6 +15,7 @@ rollup per lamp instead of energy_daily. Target: every panel under 1 s for the m
     .venv/bin/python bench/dashboards.py [--cabinets 20] [--days 30]
     .venv/bin/python bench/dashboards.py --keep                   # leave the database running afterwards
     .venv/bin/python bench/dashboards.py --url postgresql://...   # measure a database filled before
+    .venv/bin/python bench/dashboards.py --url ... --no-raw-energy   # without the slow raw-reading energy baselines
 """
 
 from __future__ import annotations
@@ -64,18 +65,18 @@ ROLLUP_ENERGY = """(SELECT day, tenant_id, coalesce(district, '') AS district, k
     FROM dash_energy_daily) AS rollup_energy"""
 
 
-def baselines(sql: str) -> tuple[str | None, str | None]:
+def baselines(sql: str, raw_energy: bool = True) -> tuple[str | None, str | None]:
     """The same panel from raw readings, and from the daily rollup where it reads a table made from it (the
     energy and burning-hour panels over energy_daily: from raw readings per UTC day, which is close enough
     for a cost)."""
     if "$__interval_ms / 1000.0" in sql:
         return sql.replace("$__interval_ms / 1000.0", "60.0"), None  # the series functions read raw readings
     if "FROM energy_daily WHERE" in sql:
-        raw = sql.replace("FROM energy_daily WHERE", f"FROM {RAW_ENERGY} WHERE")
+        raw = sql.replace("FROM energy_daily WHERE", f"FROM {RAW_ENERGY} WHERE") if raw_energy else None
         rollup = sql.replace("FROM energy_daily WHERE", f"FROM {ROLLUP_ENERGY} WHERE") if "kwh" in sql else None
         return raw, rollup
     if "FROM dash_energy_daily" in sql:
-        return sql.replace("FROM dash_energy_daily", f"FROM {RAW_ENERGY}"), None
+        return (sql.replace("FROM dash_energy_daily", f"FROM {RAW_ENERGY}") if raw_energy else None), None
     return None, None
 
 
@@ -89,7 +90,7 @@ def timed(conn: psycopg.Connection, sql: str, repeat: int = 3) -> tuple[float, i
     return statistics.median(runs), rows
 
 
-def measure(url: str, end: float, days: int, lamp: str) -> None:
+def measure(url: str, end: float, days: int, lamp: str, raw_energy: bool = True) -> None:
     """Every panel query over the last ``days`` and the last day, with the raw-reading baseline."""
     until = datetime.fromtimestamp(end, UTC)
     with psycopg.connect(url) as conn:
@@ -116,7 +117,7 @@ def measure(url: str, end: float, days: int, lamp: str) -> None:
                     t_month, rows = timed(conn, window(target["rawSql"], timedelta(days=days), 3600))
                     t_day, _ = timed(conn, window(target["rawSql"], timedelta(days=1), 60))
                     worst = max(worst, t_month, t_day)
-                    raw, rollup = baselines(target["rawSql"])
+                    raw, rollup = baselines(target["rawSql"], raw_energy)
                     extra = versus(raw, t_month) + "   " + versus(rollup, t_month)
                     print(f"{name:<32}{rows:>7}{t_month * 1000:>10.1f}ms{t_day * 1000:>10.1f}ms{extra}", flush=True)
     print(f"\nslowest panel query: {worst * 1000:.0f} ms; target < 1000 ms: {'met' if worst < 1 else 'NOT met'}")
@@ -128,13 +129,18 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--url", help="measure this database, filled by an earlier run, instead of a new one")
     parser.add_argument("--keep", action="store_true", help="leave the database running and print its URL")
+    parser.add_argument(
+        "--no-raw-energy",
+        action="store_true",
+        help="skip the energy and burning-hour panels' baseline from raw readings (minutes per panel)",
+    )
     args = parser.parse_args()
     if args.url:
         with psycopg.connect(args.url) as conn:
             row = conn.execute("SELECT extract(epoch FROM max(device_time))::float8 FROM telemetry_latest").fetchone()
             first = conn.execute("SELECT asset_id FROM assets WHERE kind = 'streetlight' ORDER BY 1 LIMIT 1").fetchone()
         assert row is not None and first is not None
-        measure(args.url, float(row[0]) // 600 * 600 + 600, args.days, str(first[0]))
+        measure(args.url, float(row[0]) // 600 * 600 + 600, args.days, str(first[0]), not args.no_raw_energy)
         return
     tmp = Path(tempfile.mkdtemp(prefix="lykta-bench-dash-"))
     tmp.chmod(0o755)
@@ -178,7 +184,7 @@ def main() -> None:
             size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()
         print(f"rollups, cases and statistics in {time.monotonic() - began:.0f} s; database {size[0] if size else '?'}")
 
-        measure(url, end, args.days, lamps[0])
+        measure(url, end, args.days, lamps[0], not args.no_raw_energy)
     finally:
         if args.keep:
             print(f"kept: {url} (stop with: lykta --state-dir {tmp / 'state'} services down)")

@@ -10,6 +10,7 @@ from cases.api_auth import hash_token, new_token
 from floor.errors import LyktaError
 from floor.timefmt import iso_or_none as iso
 from storage import api as api_store
+from storage import citizens as requests_store
 from storage import crews as crew_store
 from storage import tenants
 from storage.crews import Crew
@@ -99,6 +100,25 @@ def revoke_token(url: str, token: str) -> str:
         if not api_store.revoke_token(conn, hash_token(token)):
             raise LyktaError("no such active token")
     return "token revoked"
+
+
+def list_reports(url: str, tenant_id: str | None, triage: str | None) -> list[str]:
+    """Citizen reports (those waiting for an operator, with ``triage`` inbox), oldest first."""
+    if triage not in (None, "inbox", "attached", "dismissed"):
+        raise LyktaError("--triage must be inbox, attached or dismissed")
+    out = []
+    with psycopg.connect(url) as conn:
+        ids = [tenant_id] if tenant_id else [t.tenant_id for t in tenants.all_tenants(conn)]
+        for tenant in ids:
+            for r in requests_store.by_triage(conn, tenant, triage, 1000, 0):
+                where = r.address or (f"{r.lat:.5f},{r.lon:.5f}" if r.lat is not None and r.lon is not None else "-")
+                on = f"case #{r.case_id}" if r.case_id else (f"near {r.asset_id}" if r.asset_id else "no asset near")
+                out.append(
+                    f"report #{r.request_id:<5} {tenant} {iso(r.requested_at)} {r.service_code:<16} {r.triage:<9} "
+                    f"{on:<18} {where}"
+                )
+    out.append(f"{len(out)} report(s)")
+    return out
 
 
 def list_cases(url: str, tenant_id: str | None, status: str) -> list[str]:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from floor.timefmt import iso, iso_or_none
 from storage.api import CaseReport, OrderView
 from storage.cases import Case, CaseEvent, CaseFinding
+from storage.citizens import ServiceRequest
 from storage.work_orders import Note, WorkOrder
 
 
@@ -181,3 +182,49 @@ class AssignmentOut(BaseModel):
     case_id: int
     work_order_id: int
     crew_id: str
+
+
+# -- citizen reports ------------------------------------------------------------------------------------------------
+
+
+class ReportOut(BaseModel):
+    """A citizen report as an operator triages it (never the reporter's e-mail address)."""
+
+    request_id: int
+    service_code: str
+    description: str | None
+    lat: float | None
+    lon: float | None
+    address: str | None
+    asset_id: str | None
+    case_id: int | None
+    requested_at: str
+    triage: str = Field(description="inbox (waiting for an operator), attached (to a case) or dismissed")
+    triage_note: str | None
+
+    @classmethod
+    def of(cls, r: ServiceRequest) -> ReportOut:
+        return cls(
+            request_id=r.request_id,
+            service_code=r.service_code,
+            description=r.description,
+            lat=r.lat,
+            lon=r.lon,
+            address=r.address,
+            asset_id=r.asset_id,
+            case_id=r.case_id,
+            requested_at=iso(r.requested_at),
+            triage=r.triage,
+            triage_note=r.triage_note,
+        )
+
+
+class AttachBody(BaseModel):
+    case_id: int | None = Field(default=None, description="an active case of the tenant to join")
+    asset_id: str | None = Field(
+        default=None, max_length=128, description="or an asset: a case is opened there for the report's fault"
+    )
+
+
+class DismissBody(BaseModel):
+    note: str = Field(min_length=1, max_length=4000, description="what the reporter reads: why nothing is done")

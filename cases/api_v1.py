@@ -7,24 +7,28 @@ from typing import Annotated
 import psycopg
 from fastapi import APIRouter, Depends, Query
 
-from cases import lifecycle, routing
+from cases import citizen, lifecycle, routing
 from cases.api_auth import ApiError, Clock, Db, Operator, Principal, Rules, Who, no_unknown_query
 from cases.api_models import (
     AssignmentBody,
     AssignmentOut,
+    AttachBody,
     CaseDetail,
     CaseOut,
+    DismissBody,
     EventOut,
     FindingOut,
     NoteBody,
     NoteOut,
+    ReportOut,
     WorkOrderDetail,
     WorkOrderOut,
     WorkOrderTimes,
 )
-from cases.errors import WorkOrderError
+from cases.errors import ReportError, WorkOrderError
 from storage import api as api_store
 from storage import cases as store
+from storage import citizens as requests_store
 from storage import work_orders as order_store
 from storage.api import OrderView
 from storage.cases import Case
@@ -153,3 +157,46 @@ def close(conn: Db, who: Operator, clock: Clock, case_id: int, body: NoteBody) -
         routing.cancel_work_order(conn, case_id, "closed", now, note=body.note.strip())
     conn.commit()
     return CaseOut.of(store.existing_case(conn, case_id))
+
+
+# -- citizen reports (operators) -----------------------------------------------------------------------------------
+
+
+@router.get("/reports", tags=["operators"], summary="Citizen reports: those waiting in the inbox, or all")
+def list_reports(
+    conn: Db,
+    who: Operator,
+    triage: Annotated[str | None, Query(pattern="^(inbox|attached|dismissed)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[ReportOut]:
+    return [ReportOut.of(r) for r in requests_store.by_triage(conn, who.tenant_id, triage, limit, offset)]
+
+
+@router.post("/reports/{request_id}/attach", tags=["operators"], summary="Attach a waiting report to a case or asset")
+def attach_report(
+    conn: Db, who: Operator, clock: Clock, policies: Rules, request_id: int, body: AttachBody
+) -> ReportOut:
+    try:
+        with conn.transaction():
+            r = citizen.attach(conn, policies.get(who.tenant_id), who.tenant_id, request_id, who.actor, clock(),
+                               case_id=body.case_id, asset_id=body.asset_id)  # fmt: skip
+    except LookupError as exc:
+        raise ApiError(404, str(exc)) from None
+    except ReportError as exc:
+        raise ApiError(409, str(exc)) from None
+    conn.commit()
+    return ReportOut.of(r)
+
+
+@router.post("/reports/{request_id}/dismiss", tags=["operators"], summary="Dismiss a waiting report, with a note")
+def dismiss_report(conn: Db, who: Operator, request_id: int, body: DismissBody) -> ReportOut:
+    try:
+        with conn.transaction():
+            r = citizen.dismiss(conn, who.tenant_id, request_id, who.actor, body.note)
+    except LookupError as exc:
+        raise ApiError(404, str(exc)) from None
+    except ReportError as exc:
+        raise ApiError(409, str(exc)) from None
+    conn.commit()
+    return ReportOut.of(r)

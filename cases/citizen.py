@@ -1,18 +1,22 @@
-"""Citizen reports: one way in. A report near an asset with an active case joins that case; otherwise it opens
-one on the nearest asset of the reported kind, like a finding would.
+"""Citizen reports: one way in. A report near an asset with an active case joins that case (one that a crew
+has finished and the telemetry is verifying opens again: the citizen says it is still broken). Otherwise, by
+the municipality's policy, it waits in the operators' inbox (the default) or opens a case on the nearest asset
+of the reported kind at once, like a finding would. A report with no asset near always waits in the inbox.
 
 Only what handling needs is kept: the service, where, what the reporter wrote and, if they gave one, an e-mail
-address for updates. Names and phone numbers are not accepted.
+address for updates. Names and phone numbers are not accepted. Rate limits count reports per e-mail address and
+per network address, both kept as digests only.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import psycopg
 
 from cases import lifecycle
-from cases.errors import ReportError
+from cases.errors import ReportError, TooManyReports
 from cases.policy import Facts, Policy
 from storage import case_assets as asset_store
 from storage import cases as store
@@ -29,10 +33,31 @@ class Report:
     address: str | None
     description: str | None
     email: str | None
+    client: str | None = None
+    """the network address it came from (for the rate limit only)"""
+
+
+def _digest(text: str | None) -> str | None:
+    return None if not text else hashlib.sha256(text.strip().lower().encode()).hexdigest()
+
+
+def _limit(conn: psycopg.Connection, policy: Policy, report: Report, now: float) -> tuple[str | None, str | None]:
+    """The report's reporter and address digests; TooManyReports when either made too many reports lately."""
+    reporter, client = _digest(report.email), _digest(report.client)
+    if reporter and requests_store.recent(conn, report.tenant_id, "reporter_key", reporter, now - 86400) >= (
+        policy.reports_per_reporter_day
+    ):
+        raise TooManyReports(f"at most {policy.reports_per_reporter_day} reports a day from one e-mail address", 3600)
+    if client and requests_store.recent(conn, report.tenant_id, "client_key", client, now - 3600) >= (
+        policy.reports_per_address_hour
+    ):
+        raise TooManyReports(f"at most {policy.reports_per_address_hour} reports an hour from one address", 600)
+    return reporter, client
 
 
 def submit(conn: psycopg.Connection, policy: Policy, report: Report, now: float) -> ServiceRequest:
-    """Store a report and attach it to a case (existing or new); returns the stored request."""
+    """Store a report, and attach it to the active case where it points or (policy ``dispatch``) a new one;
+    else it waits in the inbox. Returns the stored request."""
     service = policy.services.get(report.service_code)
     if service is None:
         raise ReportError(f"unknown service_code {report.service_code!r}")
@@ -46,6 +71,7 @@ def submit(conn: psycopg.Connection, policy: Policy, report: Report, now: float)
     if report.description is not None and len(report.description) > 4000:
         raise ReportError("description is longer than 4000 characters")
     store.lock_tenant(conn, report.tenant_id)
+    reporter, client = _limit(conn, policy, report, now)
     asset_id = None
     case_id = None
     if report.lat is not None and report.lon is not None:
@@ -54,7 +80,9 @@ def submit(conn: psycopg.Connection, policy: Policy, report: Report, now: float)
         )
         if near:
             asset_id = near[0].asset_id
-            case_id = _case_for(conn, policy, report, service.fault, asset_id, now)
+            case_id = _active_case(conn, policy, report, asset_id, now)
+            if case_id is None and policy.triage == "dispatch":
+                case_id = open_case(conn, policy, report.tenant_id, service.fault, asset_id, now)
     request = requests_store.insert(
         conn,
         requests_store.NewReport(
@@ -68,6 +96,9 @@ def submit(conn: psycopg.Connection, policy: Policy, report: Report, now: float)
             asset_id=asset_id,
             case_id=case_id,
             at=now,
+            triage="attached" if case_id is not None else "inbox",
+            reporter_key=reporter,
+            client_key=client,
         ),
     )
     if case_id is not None:
@@ -81,10 +112,10 @@ def submit(conn: psycopg.Connection, policy: Policy, report: Report, now: float)
     return request
 
 
-def _case_for(  # noqa: PLR0917 - one report and where it points
-    conn: psycopg.Connection, policy: Policy, report: Report, fault: str, asset_id: str, now: float
-) -> int:
-    """The active case the report belongs to: on the asset (any fault), its circuit or its cabinet; or a new one."""
+def _active_case(conn: psycopg.Connection, policy: Policy, report: Report, asset_id: str, now: float) -> int | None:
+    """The active case the report belongs to: on the asset (any fault), its circuit or its cabinet. One a crew
+    finished that is waiting for the telemetry to confirm the repair opens again, with a new work order: the
+    citizen says it is still broken."""
     chain = [asset_id]
     a = asset_store.asset(conn, report.tenant_id, asset_id)
     if a is not None and a.parent_id:
@@ -93,10 +124,84 @@ def _case_for(  # noqa: PLR0917 - one report and where it points
     for candidate in chain:
         active = store.active_cases_on(conn, report.tenant_id, candidate)
         if active:
-            return int(active[0].case_id)
-    subject = lifecycle.Subject(report.tenant_id, asset_id, fault, "major", now)
+            c = active[0]
+            if c.status == "verifying":
+                lifecycle.reopen(conn, policy, c, now, "a citizen reports it still broken", lifecycle.SyncReport())
+            return int(c.case_id)
+    return None
+
+
+def open_case(  # noqa: PLR0917 - a case and what it is about
+    conn: psycopg.Connection, policy: Policy, tenant_id: str, fault: str, asset_id: str, now: float
+) -> int:
+    """A new case for a citizen's report on an asset, with its work order."""
+    a = asset_store.asset(conn, tenant_id, asset_id)
+    subject = lifecycle.Subject(tenant_id, asset_id, fault, "major", now)
     facts = Facts(fault=fault, kind=a.kind if a else "", criticality=int(a.criticality) if a else 2)
     created = lifecycle.open_case(conn, policy, subject, facts, now, "citizen", lifecycle.SyncReport())
     if created is None:
         raise ReportError("the case could not be opened")
     return int(created.case_id)
+
+
+def attach(  # noqa: PLR0917 - one decision on one report
+    conn: psycopg.Connection,
+    policy: Policy,
+    tenant_id: str,
+    request_id: int,
+    actor: str,
+    now: float,
+    *,
+    case_id: int | None = None,
+    asset_id: str | None = None,
+) -> ServiceRequest:
+    """An operator attaches a report waiting in the inbox to an active case of the tenant, or to an asset (a case
+    is opened there for the report's fault, or the asset's active case joined)."""
+    r = _waiting(conn, tenant_id, request_id)
+    if (case_id is None) == (asset_id is None):
+        raise ReportError("attach to a case_id or to an asset_id (one of them)")
+    if case_id is not None:
+        c = store.case(conn, case_id)
+        if c is None or c.tenant_id != tenant_id or c.status == "resolved":
+            raise ReportError(f"case {case_id} is not an active case of {tenant_id}")
+        if c.status == "verifying":
+            lifecycle.reopen(conn, policy, c, now, "a citizen reports it still broken", lifecycle.SyncReport())
+        target, asset = case_id, c.asset_id
+    else:
+        a = asset_store.asset(conn, tenant_id, asset_id or "")
+        service = policy.services.get(r.service_code)
+        if a is None or service is None:
+            raise ReportError(f"asset {asset_id!r} is not an asset of {tenant_id}")
+        report = Report(tenant_id, r.service_code, r.lat, r.lon, r.address, r.description, None)
+        target = _active_case(conn, policy, report, a.asset_id, now) or open_case(
+            conn, policy, tenant_id, service.fault, a.asset_id, now
+        )
+        asset = a.asset_id
+    requests_store.triaged(conn, tenant_id, request_id, triage="attached", by=actor, case_id=target, asset_id=asset)
+    store.add_event(conn, target, actor, "citizen report", {"request_id": request_id, "service_code": r.service_code})
+    return _reread(conn, tenant_id, request_id)
+
+
+def dismiss(conn: psycopg.Connection, tenant_id: str, request_id: int, actor: str, note: str) -> ServiceRequest:
+    """An operator dismisses a report waiting in the inbox; its reporter reads the note."""
+    _waiting(conn, tenant_id, request_id)
+    if not note.strip():
+        raise ReportError("dismissing a report needs a note for its reporter")
+    requests_store.triaged(conn, tenant_id, request_id, triage="dismissed", by=actor, note=note.strip())
+    return _reread(conn, tenant_id, request_id)
+
+
+def _waiting(conn: psycopg.Connection, tenant_id: str, request_id: int) -> ServiceRequest:
+    r = requests_store.get(conn, tenant_id, request_id)
+    if r is None:
+        raise LookupError(f"report {request_id} not found")
+    if r.triage != "inbox":
+        raise ReportError(f"report {request_id} is {r.triage}, not waiting in the inbox")
+    return r
+
+
+def _reread(conn: psycopg.Connection, tenant_id: str, request_id: int) -> ServiceRequest:
+    r = requests_store.get(conn, tenant_id, request_id)
+    if r is None:
+        raise LookupError(f"report {request_id} vanished")
+    return r

@@ -21,3 +21,11 @@ class ReportError(CasesError):
 
 class Permanent(CasesError):
     """The receiver refused the message for good (a 4xx answer other than 408 and 429)."""
+
+
+class TooManyReports(ReportError):
+    """A reporter or a network address made too many reports lately (Open311 answers 429)."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

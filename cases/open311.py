@@ -6,12 +6,12 @@ from datetime import datetime
 from typing import Annotated
 
 import psycopg
-from fastapi import APIRouter, Form, Query
+from fastapi import APIRouter, Form, Query, Request
 from pydantic import BaseModel
 
 from cases import citizen, texts
 from cases.api_auth import ApiError, Clock, Db, Rules
-from cases.errors import ReportError
+from cases.errors import ReportError, TooManyReports
 from cases.policy import Policies
 from floor.timefmt import iso_or_none
 from storage import citizens as requests_store
@@ -93,8 +93,8 @@ def _request(policies: Policies, tenant: str, lang: str, r: ServiceRequest) -> R
     service = policies.get(tenant).services.get(r.service_code)
     return RequestOut(
         service_request_id=str(r.request_id),
-        status="closed" if r.case_status == "resolved" else "open",
-        status_notes=texts.citizen_status(r.case_status, r.resolution, r.closing_note, lang),
+        status="closed" if r.case_status == "resolved" or r.triage == "dismissed" else "open",
+        status_notes=texts.citizen_status(r.case_status, r.resolution, r.closing_note or r.triage_note, lang, r.triage),
         service_name=texts.fault(service.fault, lang) if service else r.service_code,
         service_code=r.service_code,
         description=r.description,
@@ -153,6 +153,7 @@ def service_definition(
 
 @router.post("/requests.{fmt}", summary="GeoReport v2: report a problem")
 def post_request(
+    request: Request,
     conn: Db,
     policies: Rules,
     clock: Clock,
@@ -167,16 +168,19 @@ def post_request(
 ) -> list[RequestCreated]:
     _json_only(fmt)
     tenant = jurisdiction(conn, jurisdiction_id)
-    report = citizen.Report(tenant, service_code, lat, long, address_string, description, email or None)
+    client = request.client.host if request.client else None
+    report = citizen.Report(tenant, service_code, lat, long, address_string, description, email or None, client)
     try:
         with conn.transaction():
-            request = citizen.submit(conn, policies.get(tenant), report, clock())
+            stored = citizen.submit(conn, policies.get(tenant), report, clock())
+    except TooManyReports as exc:
+        raise ApiError(429, str(exc), retry_after=exc.retry_after_s) from None
     except ReportError as exc:
         raise ApiError(400, str(exc)) from None
     conn.commit()
     lang = tenants.language(conn, tenant)
-    notice = texts.status(request.case_status or "open", lang)
-    return [RequestCreated(service_request_id=str(request.request_id), service_notice=notice, account_id=None)]
+    notice = texts.citizen_status(stored.case_status, stored.resolution, None, lang, stored.triage)
+    return [RequestCreated(service_request_id=str(stored.request_id), service_notice=notice, account_id=None)]
 
 
 @router.get("/requests.{fmt}", summary="GeoReport v2: find requests")

@@ -62,6 +62,12 @@ class Policy:
     verify_timeout_s: float
     attach_distance_m: float
     services: dict[str, Service] = field(default_factory=dict)
+    triage: str = "inbox"
+    """citizen reports: "inbox" (an operator looks first) or "dispatch" (a case and a crew at once)"""
+    reports_per_reporter_day: int = 10
+    """reports one e-mail address may make in 24 hours"""
+    reports_per_address_hour: int = 20
+    """reports one network address may make in an hour"""
 
     def priority(self, facts: Facts) -> str:
         for when, priority in self.priority_rules:
@@ -210,6 +216,12 @@ def build(doc: dict[str, Any], path: Path) -> Policy:
         if not isinstance(s, dict) or not all(isinstance(s.get(k), str) for k in ("code", "fault", "kind", "group")):
             raise PolicyError(f"{path}: citizen.services[{n}] needs code, fault, kind and group")
         services[s["code"]] = Service(s["code"], s["fault"], s["kind"], s["group"])
+    triage = cit.get("triage", "inbox")
+    if triage not in ("inbox", "dispatch"):
+        raise PolicyError(f"{path}: citizen.triage: {triage!r} is not inbox or dispatch")
+    limits = cit.get("rate_limit") or {"per_reporter_day": 10, "per_address_hour": 20}
+    if not isinstance(limits, dict):
+        raise PolicyError(f"{path}: citizen.rate_limit must be a mapping")
     email = esc.get("email")
     if email is not None and (not isinstance(email, str) or "@" not in email):
         raise PolicyError(f"{path}: escalation.email: {email!r} is not an e-mail address")
@@ -231,4 +243,7 @@ def build(doc: dict[str, Any], path: Path) -> Policy:
         verify_timeout_s=_span(ver, "timeout", f"{path}: verification"),
         attach_distance_m=_number(cit, "attach_distance_m", f"{path}: citizen"),
         services=services,
+        triage=triage,
+        reports_per_reporter_day=int(_number(limits, "per_reporter_day", f"{path}: citizen.rate_limit")),
+        reports_per_address_hour=int(_number(limits, "per_address_hour", f"{path}: citizen.rate_limit")),
     )

@@ -134,13 +134,26 @@ RESOLUTIONS: dict[str, dict[str, str]] = {
 }
 
 
+RECEIVED = {
+    "en": "received: the municipality is looking at it",
+    "sv": "mottagen: kommunen granskar anmälan",
+    "pt": "recebida: o município está a analisá-la",
+}
+
+
 def language(code: str | None) -> str:
     return code if code in LANGUAGES else "en"
 
 
-def citizen_status(case_status: str | None, resolution: str | None, note: str | None, lang: str) -> str:
+def citizen_status(
+    case_status: str | None, resolution: str | None, note: str | None, lang: str, triage: str = "attached"
+) -> str:
     """A report's status notes for its reporter: how its case was resolved, in the operator's words when the case
-    was closed by hand, or where it stands."""
+    was closed by hand or the report dismissed, or where it stands."""
+    if triage == "dismissed":
+        return note or RESOLUTIONS["closed"][language(lang)]
+    if triage == "inbox":
+        return RECEIVED[language(lang)]
     if case_status != "resolved":
         return status(case_status or "open", lang)
     if resolution == "closed" and note:

@@ -82,6 +82,10 @@ def _cases(settings: config.Settings, args: argparse.Namespace) -> int:
         for line in cases_admin.list_cases(url, args.tenant, args.status):
             print(line)
         return 0
+    if args.action == "reports":
+        for line in cases_admin.list_reports(url, args.tenant, args.triage):
+            print(line)
+        return 0
     if args.once:
         print(f"cases: {service.run_once(url, policies, settings, time.time())}")
         return 0
@@ -165,12 +169,13 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=_rules)
 
     p = sub.add_parser("cases", help="turn findings into cases and work orders; deliver messages")
-    p.add_argument("action", choices=["run", "list"])
+    p.add_argument("action", choices=["run", "list", "reports"])
     p.add_argument("--policy", action="append", help="policy file over the defaults (repeatable)")
     p.add_argument("--once", action="store_true", help="run: one cycle and exit")
     p.add_argument("--every", type=float, default=10.0, help="run: seconds between cycles (default 10)")
     p.add_argument("--tenant", help="list: this tenant only")
     p.add_argument("--status", default="active", help="list: open, in_repair, verifying, resolved or active")
+    p.add_argument("--triage", help="reports: inbox (waiting for an operator), attached or dismissed")
     p.set_defaults(func=_cases)
 
     p = sub.add_parser("crews", help="crews that receive work orders")

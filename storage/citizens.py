@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import class_row
 
 from storage.errors import RowMissing
@@ -14,7 +15,8 @@ _COLUMNS = """r.request_id, r.tenant_id, r.service_code, r.description, r.lat, r
     c.resolution, extract(epoch FROM c.updated_at)::float8 AS updated_at,
     extract(epoch FROM c.due_at)::float8 AS due_at,
     (SELECT e.detail->>'note' FROM case_events e WHERE e.case_id = c.case_id AND e.action = 'note'
-       AND c.resolution = 'closed' ORDER BY e.event_id DESC LIMIT 1) AS closing_note"""
+       AND c.resolution = 'closed' ORDER BY e.event_id DESC LIMIT 1) AS closing_note,
+    r.triage, r.triage_note"""
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class NewReport(Report):
 
     email: str | None
     at: float
+    triage: str
+    reporter_key: str | None
+    client_key: str | None
 
 
 @dataclass(frozen=True)
@@ -51,15 +56,20 @@ class ServiceRequest(Report):
     due_at: float | None
     closing_note: str | None
     """what the operator wrote when closing the case by hand"""
+    triage: str
+    """inbox (waiting for an operator), attached (to a case) or dismissed"""
+    triage_note: str | None
+    """what the operator wrote when dismissing it"""
 
 
 def insert(conn: psycopg.Connection, r: NewReport) -> ServiceRequest:
     with conn.cursor() as cur:
         cur.execute(
             """INSERT INTO service_requests (tenant_id, service_code, description, lat, lon, address, email, asset_id,
-                                             case_id, requested_at)
+                                             case_id, requested_at, triage, reporter_key, client_key)
                VALUES (%(tenant_id)s, %(service_code)s, %(description)s, %(lat)s, %(lon)s, %(address)s, %(email)s,
-                       %(asset_id)s, %(case_id)s, to_timestamp(%(at)s))
+                       %(asset_id)s, %(case_id)s, to_timestamp(%(at)s), %(triage)s, %(reporter_key)s,
+                       %(client_key)s)
                RETURNING request_id""",
             asdict(r),
         )
@@ -114,3 +124,49 @@ def search(  # noqa: PLR0917 - the filters of GeoReport v2 GET requests
             },
         )
         return cur.fetchall()
+
+
+def recent(conn: psycopg.Connection, tenant_id: str, column: str, key: str, since: float) -> int:
+    """Reports of a tenant since ``since`` by one reporter (``column`` reporter_key) or network address
+    (client_key)."""
+    if column not in ("reporter_key", "client_key"):
+        raise ValueError(column)
+    query = sql.SQL(
+        "SELECT count(*) FROM service_requests WHERE tenant_id = %s AND {} = %s AND requested_at >= to_timestamp(%s)"
+    ).format(sql.Identifier(column))
+    row = conn.execute(query, (tenant_id, key, since)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def by_triage(
+    conn: psycopg.Connection, tenant_id: str, triage: str | None, limit: int, offset: int
+) -> list[ServiceRequest]:
+    """A tenant's reports, oldest first; those in one triage state (inbox, attached, dismissed) when given."""
+    with conn.cursor(row_factory=class_row(ServiceRequest)) as cur:
+        cur.execute(
+            f"""SELECT {_COLUMNS} FROM service_requests r LEFT JOIN cases c USING (case_id)
+                WHERE r.tenant_id = %s AND (%s::text IS NULL OR r.triage = %s)
+                ORDER BY r.requested_at, r.request_id LIMIT %s OFFSET %s""",
+            (tenant_id, triage, triage, limit, offset),
+        )
+        return cur.fetchall()
+
+
+def triaged(
+    conn: psycopg.Connection,
+    tenant_id: str,
+    request_id: int,
+    *,
+    triage: str,
+    by: str,
+    case_id: int | None = None,
+    asset_id: str | None = None,
+    note: str | None = None,
+) -> None:
+    """Record an operator's decision on a report waiting in the inbox."""
+    conn.execute(
+        """UPDATE service_requests SET triage = %s, triaged_by = %s, triaged_at = now(), triage_note = %s,
+                  case_id = coalesce(%s, case_id), asset_id = coalesce(%s, asset_id)
+           WHERE tenant_id = %s AND request_id = %s""",
+        (triage, by, note, case_id, asset_id, tenant_id, request_id),
+    )

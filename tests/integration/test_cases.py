@@ -171,7 +171,7 @@ def test_crew_work_is_verified_by_the_next_night_and_a_returning_fault_reopens(c
         order = order_store.active(conn, c["case_id"])
         assert order is not None
         routing.act(conn, order.work_order_id, "accept", "crew:ljus-norr", None, NOW + 60)
-        with pytest.raises(WorkOrderError, match="cannot accept"):
+        with pytest.raises(WorkOrderError, match="is in progress: it cannot be accepted"):
             routing.act(conn, order.work_order_id, "accept", "crew:ljus-norr", None, NOW + 60)
     assert cases(city)[0]["status"] == "in_repair"
     with psycopg.connect(city) as conn, conn.transaction():
@@ -192,6 +192,7 @@ def test_crew_work_is_verified_by_the_next_night_and_a_returning_fault_reopens(c
     with psycopg.connect(city) as conn, conn.transaction():
         order2 = order_store.active(conn, case2["case_id"])
         assert order2 is not None
+        routing.act(conn, order2.work_order_id, "accept", "crew:ljus-norr", None, NOW + 300)
         routing.act(conn, order2.work_order_id, "done", "crew:ljus-norr", None, NOW + 600)
     clear(city, fid2, NOW + 600)
     sync(city, NOW + 700)
@@ -212,6 +213,7 @@ def test_unconfirmed_repairs_reopen_and_rejections_need_a_reason(city: str) -> N
         assert order is not None
         with pytest.raises(WorkOrderError, match="needs a reason"):
             routing.act(conn, order.work_order_id, "reject", "crew:ljus-norr", "  ", NOW)
+        routing.act(conn, order.work_order_id, "accept", "crew:ljus-norr", None, NOW)
         routing.act(conn, order.work_order_id, "done", "crew:ljus-norr", None, NOW)
     sync(city, NOW + 3 * 86400)  # the lamp's finding never cleared and two days passed
     [c] = cases(city)

@@ -158,7 +158,14 @@ def test_a_report_near_a_case_joins_it_and_the_reporter_sees_the_status(api: Api
     assert client.requests(status="open") == []
 
 
-def test_a_report_elsewhere_opens_a_citizen_case_with_a_work_order(api: Api) -> None:
+def test_a_report_elsewhere_opens_a_citizen_case_with_a_work_order_where_reports_dispatch(
+    api: Api, tmp_path: Path
+) -> None:
+    """With the policy ``dispatch`` (the default waits for an operator: test_triage.py)."""
+    from cases.policy import Policies
+
+    (tmp_path / "policy.yaml").write_text("citizen:\n  triage: dispatch\n")
+    api.app.state.policies = Policies([tmp_path / "policy.yaml"])
     add_crews(api.url)
     with psycopg.connect(api.url) as conn:
         row = conn.execute("SELECT lat, lon FROM assets WHERE asset_id = 'SL-0200'").fetchone()
