@@ -165,6 +165,7 @@ def main() -> None:
                 total += synthetic.fill(conn, "city", day, min(day + 86400, end), 600, start)
                 day += 86400
             stats = synthetic.fill_ingest_stats(conn, start, end)
+            synthetic.fill_latest(conn, end - 86400)  # what ingest keeps of each device's newest values
             lamps = [a for a, r in fleet.assets.items() if r.kind == "streetlight"]
             for n, lamp in enumerate(lamps[:: max(1, len(lamps) // 300)]):
                 observed = start + (n * 7919) % (args.days * 86400)

@@ -423,9 +423,9 @@ def ingestion() -> dashboard.Dashboard:
         .with_variable(_variable("tenant", "Municipality"))
         .with_panel(_stat("Devices", "ingest.devices", "none", _pos(0, 0, 8, 6), (None, "blue")))
         .with_panel(
-            _series("Readings per hour by device time", "ingest.readings", "none", _pos(8, 0, 16, 6)).draw_style(
-                common.GraphDrawStyle.BARS
-            )
+            _series("Reports by device time", "ingest.reports", "none", _pos(8, 0, 16, 6))
+            .draw_style(common.GraphDrawStyle.BARS)
+            .description("Reports of the municipality's devices by kind: per hour up to two days, per day beyond.")
         )
         .with_panel(
             _table("Delivery delay of the newest readings", "ingest.delivery", _pos(0, 6, 12, 8)).description(

@@ -26,7 +26,7 @@ CALLABLE = (
     "dash_lamp_life(text[], text[])",
     "dash_offline(text[], text[], text[])",
     "dash_delivery(text[])",
-    "dash_readings(text[], timestamptz, timestamptz)",
+    "dash_reports(text[], timestamptz, timestamptz)",
 )
 
 

@@ -250,9 +250,9 @@ FROM devices WHERE {TENANT} AND status <> 'retired'""",
         "table",
         ("reporting", "silent", "never heard"),
     ),
-    "ingest.readings": PanelQuery(
-        """SELECT "time", device_kind AS metric, readings AS value
-FROM dash_readings(lykta_var('${tenant:percentencode}'), $__timeFrom(), $__timeTo())
+    "ingest.reports": PanelQuery(
+        """SELECT "time", device_kind AS metric, reports AS value
+FROM dash_reports(lykta_var('${tenant:percentencode}'), $__timeFrom(), $__timeTo())
 WHERE $__timeFilter("time") ORDER BY 1, 2""",
         "time_series",
         ("time", "metric", "value"),

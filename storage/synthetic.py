@@ -109,3 +109,17 @@ def fill_ingest_stats(conn: psycopg.Connection, start: float, end: float, instan
         (start, end, instances),
     )
     return max(cur.rowcount, 0)
+
+
+def fill_latest(conn: psycopg.Connection, since: float) -> int:
+    """Each device's newest value of each metric since ``since``, as ingest keeps them in telemetry_latest."""
+    cur = conn.execute(
+        """INSERT INTO telemetry_latest (device_key, metric_id, device_time, value, received_at)
+           SELECT DISTINCT ON (device_key, metric_id) device_key, metric_id, device_time, value, received_at
+           FROM telemetry WHERE device_time >= to_timestamp(%s)
+           ORDER BY device_key, metric_id, device_time DESC
+           ON CONFLICT (device_key, metric_id) DO UPDATE
+           SET device_time = EXCLUDED.device_time, value = EXCLUDED.value, received_at = EXCLUDED.received_at""",
+        (since,),
+    )
+    return cur.rowcount

@@ -238,15 +238,29 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
     GROUP BY 1, 2
 $$;
 
--- A municipality's readings per bucket by device time (the hourly rollup): what arrived of its devices' data.
-CREATE FUNCTION dash_readings(p_tenants text[], p_from timestamptz, p_to timestamptz)
-RETURNS TABLE ("time" timestamptz, device_kind text, readings bigint)
+-- A municipality's reports by device time and kind of device: what arrived of its devices' data. A report is a
+-- reading of the kind's main metric (every message carries it); counted in the hourly rollup for spans up to two
+-- days, in the daily rollup beyond (a month of a whole city in the hourly rollup took 28 s).
+CREATE FUNCTION dash_reports(p_tenants text[], p_from timestamptz, p_to timestamptz)
+RETURNS TABLE ("time" timestamptz, device_kind text, reports bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
-    SELECT h.bucket, d.device_kind, sum(h.n)::bigint
-    FROM telemetry_hourly h
-    JOIN devices d ON d.device_key = h.device_key
-    WHERE d.tenant_id = ANY(p_tenants) AND d.tenant_id = ANY(lykta_visible_tenants())
-      AND h.bucket >= p_from - interval '1 hour' AND h.bucket <= p_to
+    WITH main (device_kind, metric) AS (
+        VALUES ('streetlight_controller', 'power_w'), ('cabinet_meter', 'power_w'),
+               ('road_weather_station', 'road_temp_c'), ('well_level_sensor', 'water_level_m'),
+               ('pump_controller', 'pump_running'), ('bin_fill_sensor', 'fill_pct')
+    ), series AS (
+        SELECT d.device_key, d.device_kind, m.metric_id
+        FROM devices d JOIN main ON main.device_kind = d.device_kind JOIN metrics m ON m.name = main.metric
+        WHERE d.tenant_id = ANY(p_tenants) AND d.tenant_id = ANY(lykta_visible_tenants())
+    )
+    SELECT h.bucket, s.device_kind, sum(h.n)::bigint
+    FROM series s JOIN telemetry_hourly h ON h.device_key = s.device_key AND h.metric_id = s.metric_id
+    WHERE p_to - p_from <= interval '2 days' AND h.bucket >= p_from - interval '1 hour' AND h.bucket <= p_to
+    GROUP BY 1, 2
+    UNION ALL
+    SELECT r.bucket, s.device_kind, sum(r.n)::bigint
+    FROM series s JOIN telemetry_daily r ON r.device_key = s.device_key AND r.metric_id = s.metric_id
+    WHERE p_to - p_from > interval '2 days' AND r.bucket >= p_from - interval '1 day' AND r.bucket <= p_to
     GROUP BY 1, 2
     ORDER BY 1, 2
 $$;
@@ -255,5 +269,5 @@ REVOKE EXECUTE ON FUNCTION dash_open_faults_of() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION dash_lamp_life(text[], text[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION dash_offline(text[], text[], text[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION dash_delivery(text[]) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION dash_readings(text[], timestamptz, timestamptz) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION dash_reports(text[], timestamptz, timestamptz) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION lykta_counter_rise(bigint, smallint, timestamptz, timestamptz) FROM PUBLIC;

@@ -641,8 +641,18 @@ def test_a_municipalitys_ingest_health_is_its_own_devices(city: tuple[str, float
     kinds = {r["device kind"]: r for r in _panel(url, "ingest.delivery")}
     assert kinds["streetlight_controller"]["devices"] > 100
     assert all(r["median (s)"] >= 0 for r in kinds.values())
-    readings = _panel(url, "ingest.readings")
-    assert {r["metric"] for r in readings} >= {"streetlight_controller", "cabinet_meter"}
+    reports = _panel(url, "ingest.reports")
+    assert {r["metric"] for r in reports} >= {"streetlight_controller", "cabinet_meter"}
+    first = min(r["time"] for r in reports)
+    with psycopg.connect(url) as conn:  # each report of a lamp carries its power: one reading of power_w each
+        sent = conn.execute(
+            """SELECT count(*) FROM telemetry t JOIN devices d USING (device_key) JOIN metrics m USING (metric_id)
+               WHERE d.device_kind = 'streetlight_controller' AND m.name = 'power_w'
+                 AND time_bucket('1 hour', t.device_time) >= %s""",
+            (first,),
+        ).fetchone()
+    counted = sum(r["value"] for r in reports if r["metric"] == "streetlight_controller")
+    assert sent is not None and counted == sent[0]
     rejected = _panel(url, "ingest.tenant_rejections")
     assert sum(r["value"] for r in rejected) >= 1  # the malformed payloads
 

@@ -354,7 +354,7 @@ def test_ingest_counters_are_for_the_installation_only(two_towns: str, service_s
         assert run(as_reader(two_towns, None, service_state), query) == [(1,)], relation
 
 
-@pytest.mark.parametrize("panel", ["ingest.devices", "ingest.readings", "ingest.delivery", "ingest.tenant_rejections"])
+@pytest.mark.parametrize("panel", ["ingest.devices", "ingest.reports", "ingest.delivery", "ingest.tenant_rejections"])
 def test_a_municipality_sees_its_own_ingest_health(two_towns: str, service_state: ServiceState, panel: str) -> None:
     """In place of ingest's installation-wide counters, a municipality's reader sees how its own devices deliver:
     rows for its devices, none of the other's (whose devices report twice the values, not more or fewer)."""
