@@ -425,7 +425,9 @@ def ingestion() -> dashboard.Dashboard:
         .with_panel(
             _series("Reports by device time", "ingest.reports", "none", _pos(8, 0, 16, 6))
             .draw_style(common.GraphDrawStyle.BARS)
-            .description("Reports of the municipality's devices by kind: per hour up to two days, per day beyond.")
+            .description(
+                "Reports of the municipality's devices by kind, by device time, as lykta db maintain last counted them."
+            )
         )
         .with_panel(
             _table("Delivery delay of the newest readings", "ingest.delivery", _pos(0, 6, 12, 8)).description(

@@ -184,6 +184,7 @@ def generate(
                         lat=lat,
                         lon=lon,
                         rated_power_w=power,
+                        lamp_type=f"{'LED' if power < 60 else 'HPS'} {power:g} W",
                         device_id=f"SLC-{lamp:06d}",
                         reporting_interval_s=600,
                     )

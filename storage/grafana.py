@@ -11,7 +11,7 @@ from storage.errors import RowMissing
 READABLE = (
     "tenants", "asset_kinds", "metrics", "assets", "devices", "findings", "cases", "daylight", "energy_daily",
     "dead_letters", "ingest_stats", "dash_assets", "dash_cases", "dash_energy_daily", "dash_ingest",
-    "lamp_families", "lamp_days", "dash_open_faults", "dash_map",
+    "lamp_families", "lamp_days", "device_reports", "dash_open_faults", "dash_map",
 )  # fmt: skip
 """What a reader may select: the dashboards' relations. Not tokens, accounts, crews' contacts and webhook
 secrets, citizens' reports, outgoing mail, work orders, nor raw telemetry (read through dash_series, dash_latest
@@ -26,7 +26,6 @@ CALLABLE = (
     "dash_lamp_life(text[], text[])",
     "dash_offline(text[], text[], text[])",
     "dash_delivery(text[])",
-    "dash_reports(text[], timestamptz, timestamptz)",
 )
 
 

@@ -251,9 +251,8 @@ FROM devices WHERE {TENANT} AND status <> 'retired'""",
         ("reporting", "silent", "never heard"),
     ),
     "ingest.reports": PanelQuery(
-        """SELECT "time", device_kind AS metric, reports AS value
-FROM dash_reports(lykta_var('${tenant:percentencode}'), $__timeFrom(), $__timeTo())
-WHERE $__timeFilter("time") ORDER BY 1, 2""",
+        f"""SELECT $__timeGroupAlias(bucket, $__interval), device_kind AS metric, sum(reports) AS value
+FROM device_reports WHERE {TENANT} AND $__timeFilter(bucket) GROUP BY 1, 2 ORDER BY 1, 2""",
         "time_series",
         ("time", "metric", "value"),
     ),

@@ -37,6 +37,20 @@ CREATE INDEX lamp_days_day ON lamp_days (tenant_id, day);
 ALTER TABLE lamp_days ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON lamp_days USING (tenant_id = ANY ((SELECT lykta_visible_tenants())::text[]));
 
+-- A municipality's reports per hour by device time and kind of device: what arrived of its devices' data. A
+-- report is a reading of the kind's main metric (every message carries it). Counted by lykta db maintain from
+-- the hourly rollup with the energy of each day (counting the rollup at every look took 28 s for a month of a
+-- whole city).
+CREATE TABLE device_reports (
+    tenant_id   text        NOT NULL REFERENCES tenants (tenant_id),
+    bucket      timestamptz NOT NULL,
+    device_kind text        NOT NULL,
+    reports     bigint      NOT NULL,
+    PRIMARY KEY (tenant_id, bucket, device_kind)
+);
+ALTER TABLE device_reports ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON device_reports USING (tenant_id = ANY ((SELECT lykta_visible_tenants())::text[]));
+
 -- A lamp burns "by day" for the hours it burned beyond the dark ones and an hour's allowance (photocells switch
 -- up to half an hour before civil dusk and after civil dawn).
 CREATE FUNCTION lykta_day_burning(p_burned_h double precision, p_dark_h double precision)
@@ -71,9 +85,9 @@ RETURNS double precision LANGUAGE sql STABLE AS $$
 $$;
 
 -- Recompute the local days (of every municipality, in its own time zone) that overlap the UTC day p_day, per
--- lamp and per district. lykta db maintain calls it for every UTC day it refreshed, in order, so a local day
--- that straddles two UTC days is computed again once the second one is done. Returns the energy_daily rows
--- written.
+-- lamp and per district, and the day's reports per hour. lykta db maintain calls it for every UTC day it
+-- refreshed, in order, so a local day that straddles two UTC days is computed again once the second one is done.
+-- Returns the energy_daily rows written.
 CREATE OR REPLACE FUNCTION refresh_energy_day(p_day timestamptz) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -121,6 +135,19 @@ BEGIN
         GET DIAGNOSTICS n = ROW_COUNT;
         written := written + n;
     END LOOP;
+
+    DELETE FROM device_reports WHERE bucket >= p_day AND bucket < p_day + interval '1 day';
+    INSERT INTO device_reports (tenant_id, bucket, device_kind, reports)
+    SELECT d.tenant_id, h.bucket, d.device_kind, sum(h.n)
+    FROM telemetry_hourly h
+    JOIN devices d ON d.device_key = h.device_key
+    JOIN (VALUES ('streetlight_controller', 'power_w'), ('cabinet_meter', 'power_w'),
+                 ('road_weather_station', 'road_temp_c'), ('well_level_sensor', 'water_level_m'),
+                 ('pump_controller', 'pump_running'), ('bin_fill_sensor', 'fill_pct')) main (device_kind, metric)
+      ON main.device_kind = d.device_kind
+    JOIN metrics m ON m.name = main.metric AND m.metric_id = h.metric_id
+    WHERE h.bucket >= p_day AND h.bucket < p_day + interval '1 day'
+    GROUP BY 1, 2, 3;
     RETURN written;
 END
 $$;
@@ -238,36 +265,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
     GROUP BY 1, 2
 $$;
 
--- A municipality's reports by device time and kind of device: what arrived of its devices' data. A report is a
--- reading of the kind's main metric (every message carries it); counted in the hourly rollup for spans up to two
--- days, in the daily rollup beyond (a month of a whole city in the hourly rollup took 28 s).
-CREATE FUNCTION dash_reports(p_tenants text[], p_from timestamptz, p_to timestamptz)
-RETURNS TABLE ("time" timestamptz, device_kind text, reports bigint)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
-    WITH main (device_kind, metric) AS (
-        VALUES ('streetlight_controller', 'power_w'), ('cabinet_meter', 'power_w'),
-               ('road_weather_station', 'road_temp_c'), ('well_level_sensor', 'water_level_m'),
-               ('pump_controller', 'pump_running'), ('bin_fill_sensor', 'fill_pct')
-    ), series AS (
-        SELECT d.device_key, d.device_kind, m.metric_id
-        FROM devices d JOIN main ON main.device_kind = d.device_kind JOIN metrics m ON m.name = main.metric
-        WHERE d.tenant_id = ANY(p_tenants) AND d.tenant_id = ANY(lykta_visible_tenants())
-    )
-    SELECT h.bucket, s.device_kind, sum(h.n)::bigint
-    FROM series s JOIN telemetry_hourly h ON h.device_key = s.device_key AND h.metric_id = s.metric_id
-    WHERE p_to - p_from <= interval '2 days' AND h.bucket >= p_from - interval '1 hour' AND h.bucket <= p_to
-    GROUP BY 1, 2
-    UNION ALL
-    SELECT r.bucket, s.device_kind, sum(r.n)::bigint
-    FROM series s JOIN telemetry_daily r ON r.device_key = s.device_key AND r.metric_id = s.metric_id
-    WHERE p_to - p_from > interval '2 days' AND r.bucket >= p_from - interval '1 day' AND r.bucket <= p_to
-    GROUP BY 1, 2
-    ORDER BY 1, 2
-$$;
-
 REVOKE EXECUTE ON FUNCTION dash_open_faults_of() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION dash_lamp_life(text[], text[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION dash_offline(text[], text[], text[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION dash_delivery(text[]) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION dash_reports(text[], timestamptz, timestamptz) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION lykta_counter_rise(bigint, smallint, timestamptz, timestamptz) FROM PUBLIC;

@@ -157,7 +157,7 @@ def test_tables_show_a_reader_its_rows_only(two_towns: str, service_state: Servi
     solvik, everyone = as_reader(two_towns, "solvik", service_state), as_reader(two_towns, None, service_state)
     for table in ("tenants", "assets", "devices", "findings", "cases", "daylight", "energy_daily", "dead_letters",
                   "dash_assets", "dash_cases", "dash_energy_daily", "lamp_days", "dash_open_faults",
-                  "dash_map"):  # fmt: skip
+                  "dash_map", "device_reports"):  # fmt: skip
         assert run(solvik, f"SELECT DISTINCT tenant_id FROM {table}") == [("solvik",)], table
         seen = {r[0] for r in run(everyone, f"SELECT DISTINCT tenant_id FROM {table}")}
         assert {"solvik", "norrby"} <= seen, table
