@@ -19,6 +19,7 @@ import psycopg
 from fastapi import Depends, Header, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from cases.policy import Policies
@@ -67,7 +68,12 @@ async def db(request: Request) -> AsyncIterator[psycopg.Connection]:
     try:
         yield conn
     finally:
-        pool.putconn(conn)  # a rollback at most: what the request left open is not kept
+        try:
+            if conn.info.transaction_status != TransactionStatus.IDLE:
+                conn.rollback()  # what the request left open is not kept (reads leave their transaction open)
+        except psycopg.Error:
+            pass  # a broken connection: the pool sees it and replaces it
+        pool.putconn(conn)
 
 
 def _query_names(dependant: Dependant) -> set[str]:
