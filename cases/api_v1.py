@@ -152,8 +152,8 @@ def close(conn: Db, who: Operator, clock: Clock, case_id: int, body: NoteBody) -
         raise ApiError(422, "note: closing a case by hand needs a note")
     now = clock()
     with conn.transaction():
+        store.add_event(conn, case_id, who.actor, "note", {"note": body.note.strip()})  # before: reporters read it
         lifecycle.resolve(conn, c, now, "closed", who.actor)
-        store.add_event(conn, case_id, who.actor, "note", {"note": body.note.strip()})
         routing.cancel_work_order(conn, case_id, "closed", now, note=body.note.strip())
     conn.commit()
     return CaseOut.of(store.existing_case(conn, case_id))
@@ -190,10 +190,10 @@ def attach_report(
 
 
 @router.post("/reports/{request_id}/dismiss", tags=["operators"], summary="Dismiss a waiting report, with a note")
-def dismiss_report(conn: Db, who: Operator, request_id: int, body: DismissBody) -> ReportOut:
+def dismiss_report(conn: Db, who: Operator, clock: Clock, request_id: int, body: DismissBody) -> ReportOut:
     try:
         with conn.transaction():
-            r = citizen.dismiss(conn, who.tenant_id, request_id, who.actor, body.note)
+            r = citizen.dismiss(conn, who.tenant_id, request_id, who.actor, body.note, clock())
     except LookupError as exc:
         raise ApiError(404, str(exc)) from None
     except ReportError as exc:

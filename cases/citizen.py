@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from cases import lifecycle
+from cases import citizen_mail, lifecycle
 from cases.errors import ReportError, TooManyReports
 from cases.policy import Facts, Policy
 from storage import case_assets as asset_store
@@ -109,6 +109,7 @@ def submit(conn: psycopg.Connection, policy: Policy, report: Report, now: float)
             "citizen report",
             {"request_id": request.request_id, "service_code": report.service_code},
         )
+    citizen_mail.received(conn, report.tenant_id, request.request_id, now)
     return request
 
 
@@ -182,12 +183,15 @@ def attach(  # noqa: PLR0917 - one decision on one report
     return _reread(conn, tenant_id, request_id)
 
 
-def dismiss(conn: psycopg.Connection, tenant_id: str, request_id: int, actor: str, note: str) -> ServiceRequest:
+def dismiss(  # noqa: PLR0917 - one decision on one report
+    conn: psycopg.Connection, tenant_id: str, request_id: int, actor: str, note: str, now: float
+) -> ServiceRequest:
     """An operator dismisses a report waiting in the inbox; its reporter reads the note."""
     _waiting(conn, tenant_id, request_id)
     if not note.strip():
         raise ReportError("dismissing a report needs a note for its reporter")
     requests_store.triaged(conn, tenant_id, request_id, triage="dismissed", by=actor, note=note.strip())
+    citizen_mail.ended(conn, tenant_id, request_id, now)
     return _reread(conn, tenant_id, request_id)
 
 

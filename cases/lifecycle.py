@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from cases import routing
+from cases import citizen_mail, routing
 from cases.policy import Facts, Policies, Policy
 from floor.sun import is_dark
 from floor.timefmt import iso_or_none as iso
@@ -303,6 +303,7 @@ def _on_cleared(conn: psycopg.Connection, f: QueuedFinding, now: float, report: 
 def resolve(conn: psycopg.Connection, c: Case, now: float, resolution: str, actor: str) -> None:
     store.update_case(conn, c.case_id, status="resolved", resolution=resolution, resolved_at=now)
     store.add_event(conn, c.case_id, actor, "resolved", {"resolution": resolution})
+    citizen_mail.case_ended(conn, c.tenant_id, c.case_id, now)
 
 
 def reopen(  # noqa: PLR0917 - one case reopened, with why

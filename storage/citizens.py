@@ -170,3 +170,20 @@ def triaged(
            WHERE tenant_id = %s AND request_id = %s""",
         (triage, by, note, case_id, asset_id, tenant_id, request_id),
     )
+
+
+def reporters_of_case(conn: psycopg.Connection, case_id: int) -> list[tuple[int, str]]:
+    """(request id, e-mail address) of the reports attached to a case whose reporters asked for updates."""
+    rows = conn.execute(
+        "SELECT request_id, email FROM service_requests WHERE case_id = %s AND email IS NOT NULL ORDER BY 1",
+        (case_id,),
+    ).fetchall()
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
+def email_of(conn: psycopg.Connection, tenant_id: str, request_id: int) -> str | None:
+    """The address a reporter gave for updates, for sending them (never shown)."""
+    row = conn.execute(
+        "SELECT email FROM service_requests WHERE tenant_id = %s AND request_id = %s", (tenant_id, request_id)
+    ).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
