@@ -70,5 +70,5 @@ def ended(conn: psycopg.Connection, tenant_id: str, request_id: int, now: float)
 
 def case_ended(conn: psycopg.Connection, tenant_id: str, case_id: int, now: float) -> None:
     """A case resolved: tell every reporter of it who gave an address."""
-    for request_id, _ in requests_store.reporters_of_case(conn, case_id):
-        ended(conn, tenant_id, request_id, now)
+    for request_id, email in requests_store.reporters_of_case(conn, case_id):
+        _send(conn, tenant_id, request_id, "ended", email, now)

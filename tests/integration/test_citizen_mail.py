@@ -3,27 +3,17 @@ SMTP server (aiosmtpd): the report received, and how it ended."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import psycopg
-import pytest
 
 from tests.conftest import Api
 from tests.helpers import Inbox, Receiver
 from tests.integration.test_api import bearer
 from tests.integration.test_cases import add_crews, clear, finding, sync
 from tests.integration.test_crew_messages import mails
-from tests.integration.test_open311 import GeoReport
+from tests.integration.test_open311 import GeoReport, _close_clients  # noqa: F401 - closes its clients
 from tests.integration.test_outbox import deliver, point_crews_at
 from tests.integration.test_rules import NIGHT
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while GeoReport.opened:
-        GeoReport.opened.pop().close()
 
 
 def _to(inbox: Inbox, address: str) -> list[dict[str, str]]:

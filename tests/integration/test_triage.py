@@ -3,27 +3,18 @@ orphaned reports are listed and handled, "still broken" opens the case again, an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psycopg
-import pytest
 
 from cases.policy import Policies
 from tests.conftest import Api
 from tests.integration.test_api import bearer
 from tests.integration.test_cases import add_crews, finding, sync
 from tests.integration.test_cases_cli import lykta
-from tests.integration.test_open311 import GeoReport
+from tests.integration.test_open311 import GeoReport, _close_clients  # noqa: F401 - closes its clients
 from tests.integration.test_rules import NIGHT
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while GeoReport.opened:
-        GeoReport.opened.pop().close()
 
 
 def _position(url: str, asset_id: str) -> tuple[float, float]:
