@@ -78,14 +78,14 @@ def create_token(  # noqa: PLR0917 - a token's fields
     url: str, tenant_id: str, role: str, crew_id: str | None, label: str, days: int | None = None
 ) -> str:
     """A new token, printed once; only its hash is stored. Valid for ``days`` days (a crew's 90, an operator's
-    365 by default)."""
-    if role not in ("operator", "crew"):
-        raise LyktaError("--role must be operator or crew")
+    or an Open311 application's 365 by default). A crew's token is personal: ``label`` names its holder."""
+    if role not in ("operator", "crew", "app"):
+        raise LyktaError("--role must be operator, crew or app (an Open311 application's api_key)")
     days = days if days is not None else (90 if role == "crew" else 365)
     if not 1 <= days <= 3650:
         raise LyktaError(f"--days {days}: a token lives 1 to 3650 days")
     if (role == "crew") != (crew_id is not None):
-        raise LyktaError("a crew token needs --crew; an operator token takes none")
+        raise LyktaError("a crew token needs --crew; an operator's or an application's takes none")
     token = new_token()
     with psycopg.connect(url, autocommit=True) as conn:
         if role == "crew" and crew_store.crew(conn, tenant_id, crew_id or "") is None:

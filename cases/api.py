@@ -4,12 +4,13 @@
   only that tenant. OpenAPI at ``/openapi.json``, browsable at ``/docs``.
 * ``/crew``: a server-rendered, phone-sized page where a crew signs in with its token and accepts, finishes
   or rejects its work orders; in the tenant's language.
-* ``/open311/v2/...``: services, service definitions, and service requests (POST and GET), JSON.
+* ``/open311/...``: GeoReport v2: discovery, services, service definitions, and service requests (POST and
+  GET), XML and JSON.
 
-Errors are JSON ``{"error": "..."}`` (Open311: ``[{"code": ..., "description": ...}]``) with the HTTP status
-that fits; bodies over 64 KiB are refused with 413 (and bodies without a length with 411), headers over
-16 KiB with 431 (uvicorn's parser answers 400 first when they arrive in pieces), request targets (path and
-query) over 8 KiB with 414.
+Errors are JSON ``{"error": "..."}`` (Open311: the spec's error document, in the format the path asks for)
+with the HTTP status that fits, on unknown routes too; bodies over 64 KiB are refused with 413 (posts that may
+carry photos: 3 x 8 MiB), bodies without a length with 411, headers over 16 KiB with 431 (uvicorn's parser
+answers 400 first when they arrive in pieces), request targets (path and query) over 8 KiB with 414.
 
 The routes live in their routers (:mod:`cases.api_v1`, :mod:`cases.crew_page`, :mod:`cases.open311`); this
 module builds the application: the connection pool, the size limits and the error answers.
@@ -26,13 +27,16 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from psycopg_pool import ConnectionPool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cases import api_v1, crew_page, open311
+from cases import api_v1, citizen, crew_page, open311, open311_format
 from cases.api_admission import Admission, Receive, Scope, Send
 from cases.api_auth import ApiError
 from cases.policy import Policies
 
 MAX_BODY = 64 * 1024
+MAX_UPLOAD = citizen.MAX_PHOTOS * citizen.MAX_PHOTO_BYTES + MAX_BODY
+"""posts that may carry photos: Open311's requests and the citizens' report page"""
 MAX_HEADERS = 16 * 1024
 MAX_TARGET = 8 * 1024
 
@@ -44,10 +48,12 @@ def create_app(
     pool_size: int = 4,
     queue: int = 256,
     queue_wait_s: float = 10.0,
+    public_url: str | None = None,
 ) -> FastAPI:
     """The application; ``clock`` gives "now" (tests and demos run simulated time). At most ``pool_size``
     requests work at once, each with one connection; up to ``queue`` more wait, each at most ``queue_wait_s``;
-    the rest are refused with 503 and ``Retry-After`` (cases/api_admission.py)."""
+    the rest are refused with 503 and ``Retry-After`` (cases/api_admission.py). ``public_url``: how people reach
+    it (``api_public_url``), for the addresses it gives out."""
     pool = ConnectionPool(
         url, min_size=pool_size, max_size=pool_size, open=False, timeout=queue_wait_s, kwargs={"autocommit": False}
     )
@@ -69,6 +75,7 @@ def create_app(
     app.state.pool = pool
     app.state.policies = policies
     app.state.clock = clock
+    app.state.public_url = public_url
     app.include_router(api_v1.router)
     app.include_router(crew_page.router)
     app.include_router(open311.router)
@@ -76,6 +83,7 @@ def create_app(
     app.add_middleware(Admission, limit=pool_size, queue=queue, wait_s=queue_wait_s, refuse=_busy)
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]  # unknown routes
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     return app
 
@@ -87,11 +95,18 @@ async def limit_size(request: Request, call_next: Callable[[Request], Awaitable[
     if len(request.scope["raw_path"]) + len(request.scope["query_string"]) > MAX_TARGET:
         return _error(request, 414, f"request target longer than {MAX_TARGET} bytes")
     length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-        return _error(request, 413, f"request body larger than {MAX_BODY} bytes")
+    limit = MAX_UPLOAD if _uploads(request) else MAX_BODY
+    if length is not None and (not length.isdigit() or int(length) > limit):
+        return _error(request, 413, f"request body larger than {limit} bytes")
     if length is None and "chunked" in request.headers.get("transfer-encoding", "").lower():
         return _error(request, 411, "send the body with a Content-Length")
     return await call_next(request)
+
+
+def _uploads(request: Request) -> bool:
+    path = request.url.path
+    multipart = request.headers.get("content-type", "").startswith("multipart/form-data")
+    return multipart and request.method == "POST" and path.startswith("/open311/v2/requests.")
 
 
 async def _api_error(request: Request, exc: ApiError) -> Response:
@@ -99,7 +114,7 @@ async def _api_error(request: Request, exc: ApiError) -> Response:
     return _error(request, exc.status, exc.message, headers)
 
 
-async def _http_error(request: Request, exc: HTTPException) -> Response:
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     return _error(request, exc.status_code, str(exc.detail))
 
 
@@ -113,9 +128,9 @@ async def _invalid(request: Request, exc: RequestValidationError) -> Response:
     )
 
 
-def _error(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     if request.url.path.startswith("/open311"):
-        return JSONResponse([{"code": status, "description": message}], status_code=status, headers=headers)
+        return open311_format.errors(request.url.path, status, message, headers)
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 

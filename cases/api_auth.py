@@ -138,6 +138,8 @@ def principal(conn: Db, authorization: Annotated[str | None, Header()] = None) -
     found = check_token(conn, token.strip())
     if isinstance(found, str):
         raise ApiError(401, found)
+    if found.role == "app":
+        raise ApiError(403, "an Open311 application key (api_key) posts citizen reports only")
     return found
 
 

@@ -11,13 +11,15 @@ per network address, both kept as digests only.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 
-from cases import citizen_mail, lifecycle
+from cases import citizen_mail, lifecycle, photos
 from cases.errors import ReportError, TooManyReports
-from cases.policy import Facts, Policy
+from cases.policy import Facts, Policy, Service
 from storage import case_assets as asset_store
 from storage import cases as store
 from storage import citizens as requests_store
@@ -35,6 +37,44 @@ class Report:
     email: str | None
     client: str | None = None
     """the network address it came from (for the rate limit only)"""
+    media_url: str | None = None
+    """a photo's web address (Open311 clients host their own)"""
+    attributes: dict[str, list[str]] = field(default_factory=dict)
+    """values given for the service's attributes, by code"""
+
+
+MAX_PHOTOS = 3
+MAX_PHOTO_BYTES = photos.MAX_BYTES
+_URL = re.compile(r"^https?://[^\s<>\"']{1,1990}$")
+
+
+def attribute_values(service: Service, given: dict[str, list[str]]) -> dict[str, Any]:
+    """The attribute values of a report, checked against its service's definition."""
+    known = {a.code: a for a in service.attributes}
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        listed = ", ".join(known) or "none"
+        raise ReportError(f"{service.code} has no attribute {', '.join(unknown)} (its attributes: {listed})")
+    values: dict[str, Any] = {}
+    for code, a in known.items():
+        items = [v.strip() for v in given.get(code, []) if v.strip()]
+        if not items:
+            if a.required:
+                raise ReportError(f"attribute[{code}] is required")
+            continue
+        if a.datatype.endswith("list"):
+            wrong = [v for v in items if v not in a.values]
+            if wrong or (a.datatype == "singlevaluelist" and len(items) > 1):
+                raise ReportError(f"attribute[{code}] must be one of {', '.join(a.values)}, not {', '.join(items)}")
+            values[code] = items[0] if a.datatype == "singlevaluelist" else items
+        elif a.datatype == "number":
+            try:
+                values[code] = float(items[0])
+            except ValueError:
+                raise ReportError(f"attribute[{code}] must be a number") from None
+        else:
+            values[code] = items[0][:4000]
+    return values
 
 
 def _digest(text: str | None) -> str | None:
@@ -55,12 +95,20 @@ def _limit(conn: psycopg.Connection, policy: Policy, report: Report, now: float)
     return reporter, client
 
 
-def submit(conn: psycopg.Connection, policy: Policy, report: Report, now: float) -> ServiceRequest:
-    """Store a report, and attach it to the active case where it points or (policy ``dispatch``) a new one;
-    else it waits in the inbox. Returns the stored request."""
+def submit(
+    conn: psycopg.Connection, policy: Policy, report: Report, now: float, photo_files: list[bytes] | None = None
+) -> ServiceRequest:
+    """Store a report with its photos, and attach it to the active case where it points or (policy ``dispatch``)
+    a new one; else it waits in the inbox. Returns the stored request."""
     service = policy.services.get(report.service_code)
     if service is None:
         raise ReportError(f"unknown service_code {report.service_code!r}")
+    attributes = attribute_values(service, report.attributes)
+    if report.media_url is not None and not _URL.match(report.media_url):
+        raise ReportError("media_url must be a web address (http or https)")
+    if len(photo_files or []) > MAX_PHOTOS:
+        raise ReportError(f"at most {MAX_PHOTOS} photos a report")
+    cleaned = [photos.clean(data) for data in photo_files or []]
     if report.lat is None or report.lon is None:
         if not report.address:
             raise ReportError("a location is required: lat and long, or address_string")
@@ -99,8 +147,12 @@ def submit(conn: psycopg.Connection, policy: Policy, report: Report, now: float)
             triage="attached" if case_id is not None else "inbox",
             reporter_key=reporter,
             client_key=client,
+            media_url=report.media_url,
+            attributes=attributes,
         ),
     )
+    for jpeg, size in cleaned:
+        requests_store.add_photo(conn, report.tenant_id, request.request_id, jpeg, size)
     if case_id is not None:
         store.add_event(
             conn,
@@ -110,7 +162,7 @@ def submit(conn: psycopg.Connection, policy: Policy, report: Report, now: float)
             {"request_id": request.request_id, "service_code": report.service_code},
         )
     citizen_mail.received(conn, report.tenant_id, request.request_id, now)
-    return request
+    return _reread(conn, report.tenant_id, request.request_id) if cleaned else request
 
 
 def _active_case(conn: psycopg.Connection, policy: Policy, report: Report, asset_id: str, now: float) -> int | None:

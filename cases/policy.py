@@ -23,12 +23,28 @@ DEFAULTS = Path(__file__).resolve().parent / "defaults" / "policy.yaml"
 CONDITIONS = {"fault", "group", "min_share", "min_criticality", "lamps_in_row", "kind"}
 
 
+DATATYPES = ("string", "number", "datetime", "text", "singlevaluelist", "multivaluelist")
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """What a report may say beyond its description (a GeoReport v2 attribute); texts by language."""
+
+    code: str
+    datatype: str
+    required: bool
+    description: dict[str, str]
+    values: dict[str, dict[str, str]] = field(default_factory=dict)
+    """for lists: key -> its name by language"""
+
+
 @dataclass(frozen=True)
 class Service:
     code: str
     fault: str
     kind: str
     group: str
+    attributes: tuple[Attribute, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +84,10 @@ class Policy:
     """reports one e-mail address may make in 24 hours"""
     reports_per_address_hour: int = 20
     """reports one network address may make in an hour"""
+    api_key: str = "optional"
+    """Open311 posts: "optional" (a key given must be valid) or "required" (lykta cases token --role app)"""
+    contact: str = ""
+    """who to ask about the municipality's Open311 service (its discovery document)"""
 
     def priority(self, facts: Facts) -> str:
         for when, priority in self.priority_rules:
@@ -211,11 +231,21 @@ def build(doc: dict[str, Any], path: Path) -> Policy:
     esc = _section(doc, "escalation", path)
     ver = _section(doc, "verification", path)
     cit = _section(doc, "citizen", path)
+    attributes = _attributes(cit.get("attributes") or [], f"{path}: citizen.attributes")
     services: dict[str, Service] = {}
     for n, s in enumerate(cit.get("services") or []):
         if not isinstance(s, dict) or not all(isinstance(s.get(k), str) for k in ("code", "fault", "kind", "group")):
             raise PolicyError(f"{path}: citizen.services[{n}] needs code, fault, kind and group")
-        services[s["code"]] = Service(s["code"], s["fault"], s["kind"], s["group"])
+        wanted = list(s.get("attributes") or [])
+        absent = [a for a in wanted if a not in attributes]
+        if absent:
+            raise PolicyError(f"{path}: citizen.services[{n}]: no attribute {', '.join(map(str, absent))}")
+        services[s["code"]] = Service(
+            s["code"], s["fault"], s["kind"], s["group"], tuple(attributes[a] for a in wanted)
+        )
+    api_key = cit.get("api_key", "optional")
+    if api_key not in ("optional", "required"):
+        raise PolicyError(f"{path}: citizen.api_key: {api_key!r} is not optional or required")
     triage = cit.get("triage", "inbox")
     if triage not in ("inbox", "dispatch"):
         raise PolicyError(f"{path}: citizen.triage: {triage!r} is not inbox or dispatch")
@@ -246,4 +276,36 @@ def build(doc: dict[str, Any], path: Path) -> Policy:
         triage=triage,
         reports_per_reporter_day=int(_number(limits, "per_reporter_day", f"{path}: citizen.rate_limit")),
         reports_per_address_hour=int(_number(limits, "per_address_hour", f"{path}: citizen.rate_limit")),
+        api_key=api_key,
+        contact=str(cit.get("contact") or ""),
     )
+
+
+def _texts(value: Any, where: str) -> dict[str, str]:
+    """Text by language: a mapping language -> text, or one text for all."""
+    if isinstance(value, str):
+        return {"en": value}
+    if not isinstance(value, dict) or not value or not all(isinstance(v, str) for v in value.values()):
+        raise PolicyError(f"{where}: give a text, or a mapping of languages (en, sv, pt) to texts")
+    return {str(k): v for k, v in value.items()}
+
+
+def _attributes(items: Any, where: str) -> dict[str, Attribute]:
+    if not isinstance(items, list):
+        raise PolicyError(f"{where} must be a list")
+    found: dict[str, Attribute] = {}
+    for n, a in enumerate(items):
+        at = f"{where}[{n}]"
+        if not isinstance(a, dict) or not isinstance(a.get("code"), str) or a.get("datatype") not in DATATYPES:
+            raise PolicyError(f"{at} needs a code and a datatype ({', '.join(DATATYPES)})")
+        values = a.get("values") or {}
+        if not isinstance(values, dict) or (a["datatype"].endswith("list") and not values):
+            raise PolicyError(f"{at}: a {a['datatype']} needs values (key: name)")
+        found[a["code"]] = Attribute(
+            code=a["code"],
+            datatype=a["datatype"],
+            required=bool(a.get("required", False)),
+            description=_texts(a.get("description", a["code"]), at + ".description"),
+            values={str(k): _texts(v, f"{at}.values.{k}") for k, v in values.items()},
+        )
+    return found

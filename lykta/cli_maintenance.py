@@ -190,14 +190,14 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--skills", help="skills, comma-separated, e.g. lighting,electrical (default: any)")
     p.set_defaults(func=_crews)
 
-    p = sub.add_parser("tokens", help="API tokens of operators and crews")
+    p = sub.add_parser("tokens", help="API tokens of operators, crew members and Open311 applications")
     p.add_argument("action", choices=["create", "revoke"])
     p.add_argument("token", nargs="?", help="revoke: the token")
     p.add_argument("--tenant", help="create: the tenant the token belongs to")
-    p.add_argument("--role", default="operator", choices=["operator", "crew"])
+    p.add_argument("--role", default="operator", choices=["operator", "crew", "app"], help="app: an Open311 api_key")
     p.add_argument("--crew", help="create --role crew: the crew id")
-    p.add_argument("--label", help="create: a note on whose token it is")
-    p.add_argument("--days", type=int, help="create: days the token is valid (default: crew 90, operator 365)")
+    p.add_argument("--label", help="create: whose token it is (a crew token is one person's: name them)")
+    p.add_argument("--days", type=int, help="create: days the token is valid (default: crew 90, others 365)")
     p.set_defaults(func=_tokens)
 
     p = sub.add_parser("api", help="serve the HTTP API, the crew page and Open311 (runs until SIGTERM)")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
 
 from storage.errors import RowMissing
 
@@ -16,7 +18,8 @@ _COLUMNS = """r.request_id, r.tenant_id, r.service_code, r.description, r.lat, r
     extract(epoch FROM c.due_at)::float8 AS due_at,
     (SELECT e.detail->>'note' FROM case_events e WHERE e.case_id = c.case_id AND e.action = 'note'
        AND c.resolution = 'closed' ORDER BY e.event_id DESC LIMIT 1) AS closing_note,
-    r.triage, r.triage_note"""
+    r.triage, r.triage_note, r.media_url, r.attributes,
+    (SELECT count(*) FROM report_photos p WHERE p.request_id = r.request_id)::int AS photos"""
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,10 @@ class Report:
     address: str | None
     asset_id: str | None
     case_id: int | None
+    media_url: str | None
+    """a photo's web address an Open311 client gave"""
+    attributes: dict[str, Any]
+    """the values of the service's attributes (a list for a multivaluelist)"""
 
 
 @dataclass(frozen=True)
@@ -60,18 +67,40 @@ class ServiceRequest(Report):
     """inbox (waiting for an operator), attached (to a case) or dismissed"""
     triage_note: str | None
     """what the operator wrote when dismissing it"""
+    photos: int
+    """photos taken with it (report_photos)"""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """GeoReport v2 GET requests: the ids (overriding the rest), service codes, the time range, open or closed."""
+
+    ids: list[int] | None
+    codes: list[str] | None
+    start: float | None
+    end: float | None
+    status: str | None
+
+
+@dataclass(frozen=True)
+class Photo:
+    photo_id: int
+    request_id: int
+    width: int
+    height: int
 
 
 def insert(conn: psycopg.Connection, r: NewReport) -> ServiceRequest:
     with conn.cursor() as cur:
         cur.execute(
             """INSERT INTO service_requests (tenant_id, service_code, description, lat, lon, address, email, asset_id,
-                                             case_id, requested_at, triage, reporter_key, client_key)
+                                             case_id, requested_at, triage, reporter_key, client_key, media_url,
+                                             attributes)
                VALUES (%(tenant_id)s, %(service_code)s, %(description)s, %(lat)s, %(lon)s, %(address)s, %(email)s,
                        %(asset_id)s, %(case_id)s, to_timestamp(%(at)s), %(triage)s, %(reporter_key)s,
-                       %(client_key)s)
+                       %(client_key)s, %(media_url)s, %(attributes)s)
                RETURNING request_id""",
-            asdict(r),
+            {**asdict(r), "attributes": Jsonb(r.attributes)},
         )
         row = cur.fetchone()
     if row is None:
@@ -92,38 +121,51 @@ def get(conn: psycopg.Connection, tenant_id: str, request_id: int) -> ServiceReq
         return cur.fetchone()
 
 
-def search(  # noqa: PLR0917 - the filters of GeoReport v2 GET requests
-    conn: psycopg.Connection,
-    tenant_id: str,
-    ids: list[int] | None,
-    service_code: str | None,
-    start: float | None,
-    end: float | None,
-    status: str | None,
-    limit: int,
-) -> list[ServiceRequest]:
+def search(conn: psycopg.Connection, tenant_id: str, f: Filters, limit: int) -> list[ServiceRequest]:
     with conn.cursor(row_factory=class_row(ServiceRequest)) as cur:
         cur.execute(
             f"""SELECT {_COLUMNS} FROM service_requests r LEFT JOIN cases c USING (case_id)
                 WHERE r.tenant_id = %(t)s
                   AND (%(ids)s::bigint[] IS NULL OR r.request_id = ANY(%(ids)s::bigint[]))
-                  AND (%(code)s::text IS NULL OR r.service_code = %(code)s)
+                  AND (%(codes)s::text[] IS NULL OR r.service_code = ANY(%(codes)s::text[]))
                   AND (%(start)s::float8 IS NULL OR r.requested_at >= to_timestamp(%(start)s))
                   AND (%(end)s::float8 IS NULL OR r.requested_at <= to_timestamp(%(end)s))
                   AND (%(status)s::text IS NULL
-                       OR (%(status)s = 'closed') = (c.status IS NOT NULL AND c.status = 'resolved'))
+                       OR (%(status)s = 'closed')
+                          = (c.status IS NOT DISTINCT FROM 'resolved' OR r.triage = 'dismissed'))
                 ORDER BY r.requested_at DESC, r.request_id DESC LIMIT %(limit)s""",
-            {
-                "t": tenant_id,
-                "ids": ids,
-                "code": service_code,
-                "start": start,
-                "end": end,
-                "status": status,
-                "limit": limit,
-            },
+            {**asdict(f), "t": tenant_id, "limit": limit},
         )
         return cur.fetchall()
+
+
+def add_photo(conn: psycopg.Connection, tenant_id: str, request_id: int, jpeg: bytes, size: tuple[int, int]) -> int:
+    row = conn.execute(
+        """INSERT INTO report_photos (tenant_id, request_id, width, height, jpeg) VALUES (%s, %s, %s, %s, %s)
+           RETURNING photo_id""",
+        (tenant_id, request_id, size[0], size[1], jpeg),
+    ).fetchone()
+    if row is None:
+        raise RowMissing("INSERT ... RETURNING returned nothing")
+    return int(row[0])
+
+
+def photos(conn: psycopg.Connection, tenant_id: str, request_ids: list[int]) -> list[Photo]:
+    """The photos of a tenant's reports, in the order they were taken."""
+    with conn.cursor(row_factory=class_row(Photo)) as cur:
+        cur.execute(
+            """SELECT photo_id, request_id, width, height FROM report_photos
+               WHERE tenant_id = %s AND request_id = ANY(%s) ORDER BY photo_id""",
+            (tenant_id, request_ids),
+        )
+        return cur.fetchall()
+
+
+def photo_jpeg(conn: psycopg.Connection, tenant_id: str, photo_id: int) -> bytes | None:
+    row = conn.execute(
+        "SELECT jpeg FROM report_photos WHERE tenant_id = %s AND photo_id = %s", (tenant_id, photo_id)
+    ).fetchone()
+    return None if row is None else bytes(row[0])
 
 
 def recent(conn: psycopg.Connection, tenant_id: str, column: str, key: str, since: float) -> int:
