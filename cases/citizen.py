@@ -17,12 +17,13 @@ from typing import Any
 
 import psycopg
 
-from cases import citizen_mail, lifecycle, photos
+from cases import citizen_mail, lifecycle, photos, routing
 from cases.errors import ReportError, TooManyReports
 from cases.policy import Facts, Policy, Service
 from storage import case_assets as asset_store
 from storage import cases as store
 from storage import citizens as requests_store
+from storage.cases import Case
 from storage.citizens import ServiceRequest
 
 
@@ -122,14 +123,17 @@ def submit(
     reporter, client = _limit(conn, policy, report, now)
     asset_id = None
     case_id = None
+    joined: Case | None = None
     if report.lat is not None and report.lon is not None:
         near = asset_store.nearest_assets(
             conn, report.tenant_id, report.lat, report.lon, service.kind, policy.attach_distance_m
         )
         if near:
             asset_id = near[0].asset_id
-            case_id = _active_case(conn, policy, report, asset_id, now)
-            if case_id is None and policy.triage == "dispatch":
+            joined = _active_case(conn, report.tenant_id, asset_id)
+            if joined is not None:
+                case_id = joined.case_id
+            elif policy.triage == "dispatch":
                 case_id = open_case(conn, policy, report.tenant_id, service.fault, asset_id, now)
     request = requests_store.insert(
         conn,
@@ -161,37 +165,49 @@ def submit(
             "citizen report",
             {"request_id": request.request_id, "service_code": report.service_code},
         )
+        _tell_crew(conn, policy, joined, case_id, request.request_id, now)
     citizen_mail.received(conn, report.tenant_id, request.request_id, now)
     return _reread(conn, report.tenant_id, request.request_id) if cleaned else request
 
 
-def _active_case(conn: psycopg.Connection, policy: Policy, report: Report, asset_id: str, now: float) -> int | None:
-    """The active case the report belongs to: on the asset (any fault), its circuit or its cabinet. One a crew
-    finished that is waiting for the telemetry to confirm the repair opens again, with a new work order: the
-    citizen says it is still broken."""
+def _active_case(conn: psycopg.Connection, tenant_id: str, asset_id: str) -> Case | None:
+    """The active case a report on the asset belongs to: on the asset (any fault), its circuit or its cabinet."""
     chain = [asset_id]
-    a = asset_store.asset(conn, report.tenant_id, asset_id)
+    a = asset_store.asset(conn, tenant_id, asset_id)
     if a is not None and a.parent_id:
         chain.append(a.parent_id)
-        chain.append(asset_store.root_of(conn, report.tenant_id, asset_id))
+        chain.append(asset_store.root_of(conn, tenant_id, asset_id))
     for candidate in chain:
-        active = store.active_cases_on(conn, report.tenant_id, candidate)
+        active = store.active_cases_on(conn, tenant_id, candidate)
         if active:
-            c = active[0]
-            if c.status == "verifying":
-                lifecycle.reopen(conn, policy, c, now, "a citizen reports it still broken", lifecycle.SyncReport())
-            return int(c.case_id)
+            return active[0]
     return None
+
+
+def _tell_crew(  # noqa: PLR0917 - one report on one case
+    conn: psycopg.Connection, policy: Policy, joined: Case | None, case_id: int, request_id: int, now: float
+) -> None:
+    """Once the report is linked to its case (so that the crew reads the citizen's words and photos): a case a
+    crew finished, waiting for the telemetry to confirm the repair, opens again with a new work order (the
+    citizen says it is still broken); a case opened for the report sends out its work order; an active one
+    tells its crew about the report."""
+    if joined is None:
+        routing.announce_active(conn, case_id, "assigned", now)
+    elif joined.status == "verifying":
+        lifecycle.reopen(conn, policy, joined, now, "citizen", lifecycle.SyncReport())
+    else:
+        routing.announce_active(conn, case_id, f"report-{request_id}", now)
 
 
 def open_case(  # noqa: PLR0917 - a case and what it is about
     conn: psycopg.Connection, policy: Policy, tenant_id: str, fault: str, asset_id: str, now: float
 ) -> int:
-    """A new case for a citizen's report on an asset, with its work order."""
+    """A new case for a citizen's report on an asset, with its work order (announced once the report is linked:
+    :func:`_tell_crew`)."""
     a = asset_store.asset(conn, tenant_id, asset_id)
     subject = lifecycle.Subject(tenant_id, asset_id, fault, "major", now)
     facts = Facts(fault=fault, kind=a.kind if a else "", criticality=int(a.criticality) if a else 2)
-    created = lifecycle.open_case(conn, policy, subject, facts, now, "citizen", lifecycle.SyncReport())
+    created = lifecycle.open_case(conn, policy, subject, facts, now, "citizen", lifecycle.SyncReport(), announce=False)
     if created is None:
         raise ReportError("the case could not be opened")
     return int(created.case_id)
@@ -213,25 +229,23 @@ def attach(  # noqa: PLR0917 - one decision on one report
     r = _waiting(conn, tenant_id, request_id)
     if (case_id is None) == (asset_id is None):
         raise ReportError("attach to a case_id or to an asset_id (one of them)")
+    joined: Case | None
     if case_id is not None:
-        c = store.case(conn, case_id)
-        if c is None or c.tenant_id != tenant_id or c.status == "resolved":
+        joined = store.case(conn, case_id)
+        if joined is None or joined.tenant_id != tenant_id or joined.status == "resolved":
             raise ReportError(f"case {case_id} is not an active case of {tenant_id}")
-        if c.status == "verifying":
-            lifecycle.reopen(conn, policy, c, now, "a citizen reports it still broken", lifecycle.SyncReport())
-        target, asset = case_id, c.asset_id
+        target, asset = case_id, joined.asset_id
     else:
         a = asset_store.asset(conn, tenant_id, asset_id or "")
         service = policy.services.get(r.service_code)
         if a is None or service is None:
             raise ReportError(f"asset {asset_id!r} is not an asset of {tenant_id}")
-        report = Report(tenant_id, r.service_code, r.lat, r.lon, r.address, r.description, None)
-        target = _active_case(conn, policy, report, a.asset_id, now) or open_case(
-            conn, policy, tenant_id, service.fault, a.asset_id, now
-        )
+        joined = _active_case(conn, tenant_id, a.asset_id)
+        target = joined.case_id if joined else open_case(conn, policy, tenant_id, service.fault, a.asset_id, now)
         asset = a.asset_id
     requests_store.triaged(conn, tenant_id, request_id, triage="attached", by=actor, case_id=target, asset_id=asset)
     store.add_event(conn, target, actor, "citizen report", {"request_id": request_id, "service_code": r.service_code})
+    _tell_crew(conn, policy, joined, target, request_id, now)
     return _reread(conn, tenant_id, request_id)
 
 

@@ -18,13 +18,15 @@ from typing import Any
 
 import psycopg
 
-from cases import citizen_mail, routing
+from cases import citizen_mail, routing, texts
 from cases.policy import Facts, Policies, Policy
 from floor.sun import is_dark
 from floor.timefmt import iso_or_none as iso
 from storage import case_assets as asset_store
 from storage import cases as store
 from storage import finding_queue as queue
+from storage import tenants
+from storage import work_orders as order_store
 from storage.cases import Case, CaseFinding, NewCase
 from storage.finding_queue import QueuedFinding
 
@@ -104,7 +106,7 @@ def _on_open(conn: psycopg.Connection, policy: Policy, f: QueuedFinding, now: fl
         if current is None:
             return
     elif current.status == "verifying":
-        reopen(conn, policy, current, now, "the fault came back", report)
+        reopen(conn, policy, current, now, "came_back", report)
     _link(conn, current, f, report)
     if f.fault == "supplyLoss":
         _absorb_below(conn, current, now, report)
@@ -125,8 +127,11 @@ def open_case(  # noqa: PLR0917 - the parts of one new case
     now: float,
     source: str,
     report: SyncReport,
+    *,
+    announce: bool = True,
 ) -> Case | None:
-    """A new case for ``subject`` with its priority, due time and work order."""
+    """A new case for ``subject`` with its priority, due time and work order (announced to its crew unless
+    ``announce`` is false: the caller announces it once it has added what the crew should read)."""
     priority = policy.priority(facts)
     case_id = _insert(conn, subject, priority, source, now, policy.due(priority, now))
     if case_id is None:  # another writer opened it first
@@ -140,7 +145,7 @@ def open_case(  # noqa: PLR0917 - the parts of one new case
     )
     report.opened += 1
     created = store.existing_case(conn, case_id)
-    routing.new_work_order(conn, policy, created, now)
+    routing.new_work_order(conn, policy, created, now, "assigned" if announce else None)
     if facts.lamps_in_row >= 2:
         _raise_neighbours(conn, policy, created, now)
     return created
@@ -307,13 +312,16 @@ def resolve(conn: psycopg.Connection, c: Case, now: float, resolution: str, acto
 
 
 def reopen(  # noqa: PLR0917 - one case reopened, with why
-    conn: psycopg.Connection, policy: Policy, c: Case, now: float, why: str, report: SyncReport
+    conn: psycopg.Connection, policy: Policy, c: Case, now: float, reason: str, report: SyncReport
 ) -> None:
+    """A case a crew finished opens again: ``reason`` is came_back, not_confirmed or citizen
+    (texts.REOPEN_REASONS); a new work order goes out saying so."""
     store.update_case(conn, c.case_id, status="open", repaired_at=None, fault_cleared_at=None)
-    store.add_event(conn, c.case_id, SYSTEM, "reopened", {"why": why})
+    store.add_event(conn, c.case_id, SYSTEM, "reopened", {"why": texts.REOPEN_REASONS[reason]["en"]})
     report.reopened += 1
     fresh = store.existing_case(conn, c.case_id)
-    routing.new_work_order(conn, policy, fresh, now)
+    why = texts.REOPEN_REASONS[reason][texts.language(tenants.language(conn, c.tenant_id))]
+    routing.new_work_order(conn, policy, fresh, now, f"reopened-{len(order_store.of_case(conn, c.case_id))}", why)
 
 
 # -- verification and SLA ----------------------------------------------------------------------------------------
@@ -327,7 +335,7 @@ def verify(conn: psycopg.Connection, policies: Policies, now: float) -> SyncRepo
         repaired = c.repaired_at or now
         findings = store.case_findings(conn, c.case_id)
         if any(f.status == "open" and f.observed_at > repaired for f in findings):
-            reopen(conn, policy, c, now, "the fault came back after the repair", report)
+            reopen(conn, policy, c, now, "came_back", report)
             continue
         confirmed = _confirmed(conn, policy, c, findings, repaired, now)
         if confirmed is not None:
@@ -335,7 +343,7 @@ def verify(conn: psycopg.Connection, policies: Policies, now: float) -> SyncRepo
             resolve(conn, c, now, "verified", SYSTEM)
             report.resolved += 1
         elif now - repaired > policy.verify_timeout_s:
-            reopen(conn, policy, c, now, "the telemetry did not confirm the repair", report)
+            reopen(conn, policy, c, now, "not_confirmed", report)
     return report
 
 

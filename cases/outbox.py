@@ -9,6 +9,8 @@ again on restart: every message carries its idempotency key (the
 ``Idempotency-Key`` header of a webhook, the ``Message-ID`` of an e-mail) so a
 receiver can drop the repeat.
 
+Links to lykta's own pages are completed with ``api_public_url`` when a message is sent (cases/messages.py).
+
 Webhook signature: ``X-Lykta-Signature: sha256=<hex>`` of
 ``<X-Lykta-Timestamp>.<body>`` with the crew's webhook secret.
 """
@@ -23,12 +25,13 @@ import smtplib
 import ssl
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from email.utils import formatdate
 
 import psycopg
 
+from cases import messages
 from cases.errors import Permanent
 from floor.config import Settings
 from storage import crews as crew_store
@@ -57,6 +60,11 @@ def backoff(attempts: int) -> float:
     return float(min(MAX_BACKOFF_S, BACKOFF_S * 2 ** max(0, attempts - 1)))
 
 
+def public_url(settings: Settings) -> str:
+    """How people reach lykta's pages: ``api_public_url``, else the API's own address."""
+    return settings.api_public_url or f"http://{settings.api_host}:{settings.api_port}"
+
+
 def deliver(conn: psycopg.Connection, settings: Settings, now: float, limit: int = 100) -> Delivery:
     """Send the due messages (at most ``limit``), each in its own transaction."""
     report = Delivery()
@@ -65,7 +73,7 @@ def deliver(conn: psycopg.Connection, settings: Settings, now: float, limit: int
             claimed = outbox_store.claim(conn, now, 1)
             if not claimed:
                 break
-            m = claimed[0]
+            m = replace(claimed[0], body=messages.resolve_links(claimed[0].body, public_url(settings)))
             try:
                 if m.channel == "email":
                     send_email(settings, m)

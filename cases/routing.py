@@ -13,17 +13,16 @@ from typing import Any
 
 import psycopg
 
-from cases import texts
+from cases import messages, texts
 from cases.errors import WorkOrderError
 from cases.policy import Policy
-from floor.timefmt import iso_or_none as iso
+from floor.timefmt import local
 from storage import case_assets as asset_store
 from storage import cases as store
 from storage import crews as crew_store
 from storage import outbox as outbox_store
 from storage import tenants
 from storage import work_orders as order_store
-from storage.case_assets import Asset
 from storage.cases import Case
 from storage.crews import Crew
 from storage.outbox import NewMessage
@@ -41,8 +40,16 @@ def choose_crew(crews: list[Crew], area: str | None, skill: str) -> Crew | None:
     return fits[0] if fits else None
 
 
-def new_work_order(conn: psycopg.Connection, policy: Policy, c: Case, now: float) -> int:
-    """A work order for a case, routed and announced."""
+def new_work_order(  # noqa: PLR0917 - one work order, and what its crew is told
+    conn: psycopg.Connection,
+    policy: Policy,
+    c: Case,
+    now: float,
+    change: str | None = "assigned",
+    why: str | None = None,
+) -> int:
+    """A work order for a case, routed and announced as ``change`` (assigned, or reopened with ``why``; None: the
+    caller announces it later)."""
     asset = asset_store.asset(conn, c.tenant_id, c.asset_id)
     area = asset.maintenance_area if asset else None
     skill = policy.skill(c.fault)
@@ -65,9 +72,17 @@ def new_work_order(conn: psycopg.Connection, policy: Policy, c: Case, now: float
         detail["unrouted"] = f"no active crew for area {area!r} and skill {skill!r}"
     else:
         detail["crew_id"] = crew.crew_id
-        announce(conn, work_order_id, "assigned", now)
+        if change is not None:
+            announce(conn, work_order_id, change, now, why=why)
     store.add_event(conn, c.case_id, SYSTEM, "work order", detail)
     return work_order_id
+
+
+def announce_active(conn: psycopg.Connection, case_id: int, change: str, now: float) -> None:
+    """Tell the crew of the case's active work order about ``change`` (if it has a crew)."""
+    order = order_store.active(conn, case_id)
+    if order is not None and order.crew_id is not None:
+        announce(conn, order.work_order_id, change, now)
 
 
 def refresh_work_order(conn: psycopg.Connection, case_id: int, now: float) -> None:
@@ -107,62 +122,43 @@ def announce(
     crew_id: str | None = None,
     why: str | None = None,
 ) -> None:
-    """Queue the e-mail and webhook of a work order change (``assigned-<crew>``, ``updated-<n>``, ``cancelled``,
-    ``withdrawn-<crew>``) for its crew, or for ``crew_id`` (each once: idempotency keys)."""
+    """Queue the e-mail and webhook of a work order change (``assigned-<crew>``, ``updated-<n>``,
+    ``report-<request>``, ``cancelled``, ``withdrawn-<crew>``, ``escalated-<level>``, ``reopened-<n>``) for its
+    crew, or for ``crew_id`` (each once: idempotency keys). cases/messages.py writes them."""
     order = order_store.existing(conn, work_order_id)
     target = crew_id or order.crew_id
     crew = crew_store.crew(conn, order.tenant_id, target) if target else None
     if crew is None:
         return
-    kind = change.split("-", 1)[0]
-    payload = message(conn, order, change)
-    if why:
-        payload["why"] = why
-    lang = tenants.language(conn, order.tenant_id)
+    composed = messages.compose(conn, order, change, why)
     key = f"{order.tenant_id}:wo-{work_order_id}:{change}"
-    prefix = texts.change(kind, lang)[0]
-    subject = f"[{texts.word('work_order', lang)} #{work_order_id}] {prefix + ': ' if prefix else ''}{order.title}"
     if crew.email:
-        body = {"text": texts.work_order_text(payload["work_order"], lang, kind, why), "event": change}
-        outbox_store.enqueue(conn, NewMessage(order.tenant_id, "email", crew.email, subject, body, key + ":email", now))
+        body = {"text": composed.text, "event": change}
+        outbox_store.enqueue(
+            conn, NewMessage(order.tenant_id, "email", crew.email, composed.subject, body, key + ":email", now)
+        )
     if crew.webhook_url:
         outbox_store.enqueue(
-            conn, NewMessage(order.tenant_id, "webhook", crew.webhook_url, subject, payload, key + ":webhook", now)
+            conn,
+            NewMessage(
+                order.tenant_id, "webhook", crew.webhook_url, composed.subject, composed.payload, key + ":webhook", now
+            ),
         )
 
 
-def message(conn: psycopg.Connection, order: WorkOrder, change: str) -> dict[str, Any]:
-    """The JSON a webhook receives: the change, the work order and its case."""
-    c = store.existing_case(conn, order.case_id)
-    asset: Asset | None = asset_store.asset(conn, order.tenant_id, c.asset_id)
-    children = sorted({f.asset_id for f in store.case_findings(conn, c.case_id)} - {c.asset_id})
-
-    return {
-        "event": change,
-        "tenant": order.tenant_id,
-        "work_order": {
-            "work_order_id": order.work_order_id,
-            "case_id": c.case_id,
-            "status": order.status,
-            "crew_id": order.crew_id,
-            "skill": order.skill,
-            "title": order.title,
-            "asset_id": c.asset_id,
-            "fault": c.fault,
-            "priority": c.priority,
-            "due_at": iso(c.due_at),
-            "observed_at": iso(c.observed_at),
-            "lat": asset.lat if asset else None,
-            "lon": asset.lon if asset else None,
-            "children": children,
-        },
-    }
-
-
 def notify_escalation(conn: psycopg.Connection, policy: Policy, c: Case, level: int, now: float) -> None:
+    """A case past its due time: its crew hears (the work order comes first) and so does the escalation
+    address."""
+    order = order_store.active(conn, c.case_id)
+    tenant = tenants.get(conn, c.tenant_id)
+    if order is not None and order.crew_id is not None:
+        why = texts.ESCALATION[texts.language(tenant.language)].format(
+            due=local(c.due_at, tenant.timezone), level=level
+        )
+        announce(conn, order.work_order_id, f"escalated-{level}", now, why=why)
     if not policy.escalation_email:
         return
-    lang = tenants.language(conn, c.tenant_id)
+    lang = texts.language(tenant.language)
     outbox_store.enqueue(
         conn,
         NewMessage(

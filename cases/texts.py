@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 LANGUAGES = ("en", "sv", "pt")
 
 FAULTS: dict[str, dict[str, str]] = {
@@ -52,6 +50,61 @@ WORDS: dict[str, dict[str, str]] = {
     "map": {"en": "Map", "sv": "Karta", "pt": "Mapa"},
     "saved": {"en": "Saved.", "sv": "Sparat.", "pt": "Guardado."},
     "why": {"en": "Why", "sv": "Varför", "pt": "Motivo"},
+    "directions": {"en": "Directions", "sv": "Vägbeskrivning", "pt": "Direções"},
+    "crew_page": {"en": "On the phone", "sv": "I telefonen", "pt": "No telemóvel"},
+    "reports": {"en": "Citizens' reports", "sv": "Medborgares anmälningar", "pt": "Participações dos cidadãos"},
+    "photo": {"en": "Photo", "sv": "Foto", "pt": "Fotografia"},
+    "lamp": {"en": "Lamp", "sv": "Ljuskälla", "pt": "Lâmpada"},
+    "pole_height": {"en": "pole height", "sv": "stolphöjd", "pt": "altura do poste"},
+    "installed": {"en": "installed", "sv": "installerad", "pt": "instalado"},
+    "luminaire": {"en": "luminaire", "sv": "armatur", "pt": "luminária"},
+    "sign_out": {"en": "Sign out", "sv": "Logga ut", "pt": "Sair"},
+    "signed_out": {"en": "You are signed out.", "sv": "Du är utloggad.", "pt": "Sessão terminada."},
+    "revoked": {
+        "en": "Your sign-in is no longer valid (the key was withdrawn or has expired). Ask your supervisor for a new "
+        "one.",
+        "sv": "Din inloggning gäller inte längre (nyckeln har dragits in eller gått ut). Be arbetsledaren om en ny.",
+        "pt": "O seu acesso já não é válido (o código foi retirado ou expirou). Peça um novo ao responsável.",
+    },
+    "confirm_done": {
+        "en": "Mark work order #{id} as done?",
+        "sv": "Markera arbetsorder #{id} som klar?",
+        "pt": "Marcar a ordem de trabalho #{id} como concluída?",
+    },
+    "confirm_reject": {
+        "en": "Reject work order #{id}?",
+        "sv": "Avvisa arbetsorder #{id}?",
+        "pt": "Rejeitar a ordem de trabalho #{id}?",
+    },
+    "yes": {"en": "Yes", "sv": "Ja", "pt": "Sim"},
+    "cancel": {"en": "Go back", "sv": "Tillbaka", "pt": "Voltar"},
+    "pending": {
+        "en": "Not sent yet: no connection. It is kept on this phone and sent when the connection is back.",
+        "sv": "Inte skickat än: ingen anslutning. Det sparas i telefonen och skickas när anslutningen är tillbaka.",
+        "pt": "Ainda não enviado: sem ligação. Fica guardado no telemóvel e é enviado quando a ligação voltar.",
+    },
+    "sent_later": {"en": "Sent.", "sv": "Skickat.", "pt": "Enviado."},
+    "reason_needed": {
+        "en": "Write why you reject it.",
+        "sv": "Skriv varför du avvisar den.",
+        "pt": "Escreva porque a rejeita.",
+    },
+    "not_now": {
+        "en": "That cannot be done now: the work order has changed. The page shows where it stands.",
+        "sv": "Det går inte nu: arbetsordern har ändrats. Sidan visar hur det ser ut nu.",
+        "pt": "Não é possível agora: a ordem de trabalho mudou. A página mostra o estado atual.",
+    },
+    "accept_first": {
+        "en": "Accept the work order before marking it done.",
+        "sv": "Acceptera arbetsordern innan du markerar den som klar.",
+        "pt": "Aceite a ordem de trabalho antes de a marcar como concluída.",
+    },
+    "gone": {
+        "en": "That work order is no longer yours.",
+        "sv": "Arbetsordern är inte längre er.",
+        "pt": "Essa ordem de trabalho já não é vossa.",
+    },
+    "signed_in_as": {"en": "Signed in as", "sv": "Inloggad som", "pt": "Sessão de"},
 }
 
 CHANGES: dict[str, dict[str, tuple[str, str]]] = {
@@ -76,6 +129,45 @@ CHANGES: dict[str, dict[str, tuple[str, str]]] = {
         "sv": ("ÅTERKALLAD", "Arbetsordern har gått till ett annat lag: åk inte ut för den."),
         "pt": ("RETIRADA", "Esta ordem de trabalho passou para outra equipa: não se desloque."),
     },
+    "escalated": {
+        "en": ("ESCALATED", "This work order is past its due time: it comes first."),
+        "sv": ("ESKALERAD", "Arbetsordern är försenad: den går före annat."),
+        "pt": ("ESCALADA", "Esta ordem de trabalho passou o prazo: tem prioridade."),
+    },
+    "reopened": {
+        "en": ("REOPENED", "The repair did not hold: the case is open again."),
+        "sv": ("ÅTERÖPPNAD", "Reparationen höll inte: ärendet är öppet igen."),
+        "pt": ("REABERTA", "A reparação não resultou: o processo foi reaberto."),
+    },
+    "report": {
+        "en": ("NEW REPORT", "A citizen reported this fault too (below)."),
+        "sv": ("NY ANMÄLAN", "En medborgare har också anmält felet (se nedan)."),
+        "pt": ("NOVA PARTICIPAÇÃO", "Um cidadão também participou esta avaria (abaixo)."),
+    },
+}
+
+REOPEN_REASONS: dict[str, dict[str, str]] = {
+    "came_back": {
+        "en": "the fault came back after the repair",
+        "sv": "felet kom tillbaka efter reparationen",
+        "pt": "a avaria voltou depois da reparação",
+    },
+    "not_confirmed": {
+        "en": "the telemetry did not confirm the repair",
+        "sv": "telemetrin bekräftade inte reparationen",
+        "pt": "a telemetria não confirmou a reparação",
+    },
+    "citizen": {
+        "en": "a citizen reports it still broken",
+        "sv": "en medborgare anmäler att felet finns kvar",
+        "pt": "um cidadão diz que a avaria continua",
+    },
+}
+
+ESCALATION = {
+    "en": "due {due}; escalation level {level}",
+    "sv": "skulle vara klar {due}; eskaleringsnivå {level}",
+    "pt": "prazo {due}; nível de escalamento {level}",
 }
 
 CANCEL_REASONS: dict[str, dict[str, str]] = {
@@ -191,24 +283,3 @@ def cancel_reason(reason: str, lang: str, into: int | None = None, note: str | N
 def work_order_title(fault_code: str, asset_id: str, place: str | None, lang: str) -> str:
     where = f" ({place})" if place else ""
     return f"{fault(fault_code, lang)}: {asset_id}{where}"
-
-
-def work_order_text(order: dict[str, Any], lang: str, kind: str = "assigned", why: str | None = None) -> str:
-    """The plain-text body of a work-order message telling a crew about a change of kind ``kind``."""
-    lines = [change(kind, lang)[1]]
-    if why:
-        lines.append(f"{word('why', lang)}: {why}")
-    lines += [
-        "",
-        f"{word('work_order', lang)} #{order['work_order_id']} - {order['title']}",
-        f"{word('case', lang)} #{order['case_id']}",
-        f"{word('asset', lang)}: {order['asset_id']}",
-        f"{word('priority', lang)}: {priority(order['priority'], lang)}",
-        f"{word('due', lang)}: {order['due_at']}",
-        f"{word('since', lang)}: {order['observed_at']}",
-    ]
-    if order.get("lat") is not None and order.get("lon") is not None:
-        lines.append(f"{word('where', lang)}: {order['lat']:.6f}, {order['lon']:.6f}")
-    if order.get("children"):
-        lines.append(f"{word('also', lang)}: {', '.join(order['children'])}")
-    return "\n".join(lines) + "\n"

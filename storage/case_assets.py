@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 from psycopg.rows import class_row
@@ -24,6 +25,10 @@ class Asset:
     name: str | None
     rated_power_w: float | None
     device_key: int | None
+    lamp_type: str | None = None
+    install_date: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    """what the inventory says beyond the fixed columns (pole_height_m, luminaire, ...)"""
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,8 @@ def asset(conn: psycopg.Connection, tenant_id: str, asset_id: str) -> Asset | No
     with conn.cursor(row_factory=class_row(Asset)) as cur:
         cur.execute(
             """SELECT a.tenant_id, a.asset_id, a.kind, a.parent_id, a.criticality, a.lat, a.lon, a.maintenance_area,
-                      a.district, a.name, a.rated_power_w, d.device_key
+                      a.district, a.name, a.rated_power_w, d.device_key, a.lamp_type,
+                      a.install_date::text AS install_date, a.properties
                FROM assets a LEFT JOIN devices d
                  ON d.tenant_id = a.tenant_id AND d.asset_id = a.asset_id AND d.status <> 'retired'
                WHERE a.tenant_id = %s AND a.asset_id = %s""",

@@ -139,6 +139,17 @@ def search(conn: psycopg.Connection, tenant_id: str, f: Filters, limit: int) -> 
         return cur.fetchall()
 
 
+def of_case(conn: psycopg.Connection, tenant_id: str, case_id: int) -> list[ServiceRequest]:
+    """The reports attached to a case, oldest first."""
+    with conn.cursor(row_factory=class_row(ServiceRequest)) as cur:
+        cur.execute(
+            f"""SELECT {_COLUMNS} FROM service_requests r LEFT JOIN cases c USING (case_id)
+                WHERE r.tenant_id = %s AND r.case_id = %s ORDER BY r.request_id""",
+            (tenant_id, case_id),
+        )
+        return cur.fetchall()
+
+
 def add_photo(conn: psycopg.Connection, tenant_id: str, request_id: int, jpeg: bytes, size: tuple[int, int]) -> int:
     row = conn.execute(
         """INSERT INTO report_photos (tenant_id, request_id, width, height, jpeg) VALUES (%s, %s, %s, %s, %s)

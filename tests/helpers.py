@@ -144,11 +144,22 @@ def ingest_settings(**changes: object) -> Settings:
 
 
 class Inbox:
+    """What a mail server received: each message's recipients, its raw data, and its subject and text as a
+    reader's mail program shows them (headers and transfer encodings decoded)."""
+
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
-        self.messages.append({"to": envelope.rcpt_tos, "data": envelope.content.decode()})
+        import email
+        import email.policy
+
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        body = parsed.get_body(("plain",)) if hasattr(parsed, "get_body") else None
+        text = body.get_content() if body is not None else ""
+        self.messages.append(
+            {"to": envelope.rcpt_tos, "data": envelope.content.decode(), "subject": str(parsed["Subject"]), "text": text}
+        )
         return "250 OK"
 
 

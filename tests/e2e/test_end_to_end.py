@@ -78,7 +78,7 @@ def test_a_dark_lamp_becomes_a_verified_repair(
         cycle = cases_service.run_once(api.url, policies, settings, START + 3 * 3600)
         assert (cycle.opened, cycle.sent) == (1, 2)
         [mail] = inbox.messages
-        assert "Släckt lampa: SL-0003" in mail["data"]
+        assert "Släckt lampa: SL-0003" in mail["text"]
         [hook] = receiver.requests
         headers = {k.lower(): v for k, v in hook["headers"].items()}
         assert headers["x-lykta-signature"] == outbox.sign("s3cret", headers["x-lykta-timestamp"], hook["body"])

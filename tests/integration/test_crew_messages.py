@@ -9,10 +9,15 @@ import json
 from email.message import EmailMessage
 from typing import Any
 
+import psycopg
+
+from cases import outbox
+from floor import config
 from tests.conftest import Api
 from tests.helpers import Inbox, Receiver
 from tests.integration.test_api import bearer
 from tests.integration.test_cases import NOW, clear, finding, sync
+from tests.integration.test_open311_complete import _jpeg_with_position
 from tests.integration.test_outbox import deliver, point_crews_at
 from tests.integration.test_rules import NIGHT
 
@@ -87,3 +92,86 @@ def test_reassigning_tells_the_crew_it_was_taken_from(api: Api, smtp: tuple[int,
     hooks = {(r["path"], json.loads(r["body"])["event"]) for r in receiver.requests}
     assert hooks == {("/hooks/ljus-norr", "assigned"), ("/hooks/ljus-norr", "withdrawn-ljus-norr"),
                      ("/hooks/ljus", "assigned-ljus")}  # fmt: skip
+
+
+def _deliver_public(url: str, port: int, now: float) -> None:
+    """Deliver as an installation reached at https://lykta.example (api_public_url) does."""
+    settings = config.load(
+        environ={}, smtp_port=port, smtp_from="lykta@solvik.example", api_public_url="https://lykta.example"
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        outbox.deliver(conn, settings, now)
+
+
+def test_a_work_order_says_what_a_crew_needs(api: Api, smtp: tuple[int, Inbox], receiver: Receiver) -> None:
+    """Work orders lacked the citizen's words and photos, links to the crew page and a map, local times and what
+    the asset is; api_public_url was unused."""
+    import httpx
+
+    port, inbox = smtp
+    point_crews_at(api.url, receiver)
+    photo = _jpeg_with_position()
+    posted = httpx.post(
+        api.base + "/open311/v2/requests.json",
+        data={"service_code": "streetlight-out", "lat": 56.05102, "long": 12.69, "email": "anna@example.org",
+              "description": "Lampan utanför nr 3 är släckt sedan i går"},
+        files=[("media", ("lampa.jpg", photo, "image/jpeg"))],
+    )  # fmt: skip
+    assert posted.status_code == 200, posted.text
+    rid = posted.json()[0]["service_request_id"]
+    token = api.token("solvik", "operator")
+    attached = httpx.post(api.base + f"/api/v1/reports/{rid}/attach", headers=bearer(token),
+                          json={"asset_id": "SL-0003"})  # fmt: skip
+    assert attached.status_code == 200, attached.text
+    _deliver_public(api.url, port, api.clock[0])
+    [crew_mail] = [m for m in mails(inbox) if m["to"] == "ljus-norr@crews.example"]
+    text = crew_mail["text"]
+    with psycopg.connect(api.url) as conn:
+        row = conn.execute("SELECT photo_id FROM report_photos").fetchone()
+        order = conn.execute("SELECT work_order_id FROM work_orders").fetchone()
+    assert row is not None and order is not None
+    photo_id, work_order_id = row[0], order[0]
+    assert "Lampan utanför nr 3 är släckt sedan i går" in text  # the citizen's words
+    assert f"https://lykta.example/crew/photos/{photo_id}" in text  # the photo, for the signed-in crew
+    assert f"https://lykta.example/crew#wo-{work_order_id}" in text  # the crew page
+    assert "https://www.openstreetmap.org/directions?to=56.050931%2C12.690001" in text  # the way there
+    assert "HPS 70 W" in text and "10 m" in text  # lamp type and pole height: what to bring
+    # 2026-11-10 23:00 UTC is past midnight in Solvik: local time, named
+    assert "2026-11-11 00:00 CET" in text and "T23:00:00Z" not in text
+    assert "anna@example.org" not in text  # the reporter's address stays with the municipality
+    hook = next(json.loads(r["body"]) for r in receiver.requests if r["path"] == "/hooks/ljus-norr")
+    assert hook["links"]["crew_page"] == f"https://lykta.example/crew#wo-{work_order_id}"
+    [report] = hook["reports"]
+    assert report["description"] == "Lampan utanför nr 3 är släckt sedan i går"
+    assert report["photos"] == [f"https://lykta.example/crew/photos/{photo_id}"]
+    assert hook["asset"]["lamp_type"] == "HPS 70 W" and hook["asset"]["pole_height_m"] == 10
+    assert hook["work_order"]["observed_local"] == "2026-11-11 00:00 CET"
+
+
+def test_escalation_and_a_failed_repair_reach_the_crew(
+    town_url: str, smtp: tuple[int, Inbox], receiver: Receiver
+) -> None:
+    """Escalation e-mailed only the escalation address; a reopened case reached the crew as a plain new order."""
+    from cases import routing
+
+    port, inbox = smtp
+    point_crews_at(town_url, receiver)
+    finding(town_url, "SL-0003", "poleTilt", NIGHT)  # danger: due in 4 hours
+    sync(town_url, NOW)
+    sync(town_url, NOW + 5 * 3600)  # past due: escalated
+    deliver(town_url, port, NOW + 5 * 3600)
+    assigned, escalated = mails(inbox)
+    assert "ESKALERAD" in escalated["subject"] and escalated["to"] == "ljus-norr@crews.example"
+    assert escalated["text"].startswith("Arbetsordern är försenad")
+    with psycopg.connect(town_url) as conn, conn.transaction():
+        [wo] = conn.execute("SELECT work_order_id FROM work_orders").fetchone() or []
+        routing.act(conn, wo, "accept", "crew:ljus-norr", None, NOW + 5 * 3600)
+        routing.act(conn, wo, "done", "crew:ljus-norr", "Rätat stolpen", NOW + 6 * 3600)
+    sync(town_url, NOW + 6 * 3600 + 3 * 86400)  # nothing confirms the repair within 2 days
+    deliver(town_url, port, NOW + 6 * 3600 + 3 * 86400)
+    reopened = [m for m in mails(inbox) if "ÅTERÖPPNAD" in m["subject"]]
+    assert len(reopened) == 1, [m["subject"] for m in mails(inbox)]
+    assert reopened[0]["text"].startswith("Reparationen höll inte")
+    assert "Varför: telemetrin bekräftade inte reparationen" in reopened[0]["text"]
+    events = [json.loads(r["body"])["event"] for r in receiver.requests]
+    assert "escalated-1" in events and any(e.startswith("reopened") for e in events)
