@@ -158,7 +158,12 @@ class Inbox:
         body = parsed.get_body(("plain",)) if hasattr(parsed, "get_body") else None
         text = body.get_content() if body is not None else ""
         self.messages.append(
-            {"to": envelope.rcpt_tos, "data": envelope.content.decode(), "subject": str(parsed["Subject"]), "text": text}
+            {
+                "to": envelope.rcpt_tos,
+                "data": envelope.content.decode(),
+                "subject": str(parsed["Subject"]),
+                "text": text,
+            }
         )
         return "250 OK"
 

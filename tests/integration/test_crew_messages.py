@@ -161,6 +161,7 @@ def test_escalation_and_a_failed_repair_reach_the_crew(
     sync(town_url, NOW + 5 * 3600)  # past due: escalated
     deliver(town_url, port, NOW + 5 * 3600)
     assigned, escalated = mails(inbox)
+    assert "ESKALERAD" not in assigned["subject"]
     assert "ESKALERAD" in escalated["subject"] and escalated["to"] == "ljus-norr@crews.example"
     assert escalated["text"].startswith("Arbetsordern är försenad")
     with psycopg.connect(town_url) as conn, conn.transaction():
