@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse, Response
 from psycopg_pool import ConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cases import api_v1, citizen, crew_page, open311, open311_format
+from cases import api_v1, citizen, crew_page, open311, open311_format, web
 from cases.api_admission import Admission, Receive, Scope, Send
 from cases.api_auth import ApiError
 from cases.policy import Policies
@@ -49,11 +49,13 @@ def create_app(
     queue: int = 256,
     queue_wait_s: float = 10.0,
     public_url: str | None = None,
+    map_tiles: str = "",
 ) -> FastAPI:
     """The application; ``clock`` gives "now" (tests and demos run simulated time). At most ``pool_size``
     requests work at once, each with one connection; up to ``queue`` more wait, each at most ``queue_wait_s``;
     the rest are refused with 503 and ``Retry-After`` (cases/api_admission.py). ``public_url``: how people reach
-    it (``api_public_url``), for the addresses it gives out."""
+    it (``api_public_url``), for the addresses it gives out; ``map_tiles``: the report page's map tiles (none:
+    the page works without)."""
     pool = ConnectionPool(
         url, min_size=pool_size, max_size=pool_size, open=False, timeout=queue_wait_s, kwargs={"autocommit": False}
     )
@@ -76,11 +78,14 @@ def create_app(
     app.state.policies = policies
     app.state.clock = clock
     app.state.public_url = public_url
+    app.state.map_tiles = map_tiles
     app.include_router(api_v1.router)
     app.include_router(crew_page.router)
     app.include_router(open311.router)
+    web.mount(app)
     app.middleware("http")(limit_size)
     app.add_middleware(Admission, limit=pool_size, queue=queue, wait_s=queue_wait_s, refuse=_busy)
+    app.add_middleware(web.SecurityHeaders, tiles=map_tiles)
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]  # unknown routes

@@ -50,10 +50,16 @@ class Principal:
     tenant_id: str
     role: str
     crew_id: str | None
+    holder: str = ""
+    """whose token it is (a crew member's name on a personal token)"""
 
     @property
     def actor(self) -> str:
-        return f"crew:{self.crew_id}" if self.crew_id else f"operator:{self.tenant_id}"
+        """Who did it, as case events record it: ``crew:<crew>`` (``crew:<crew>/<holder>`` with a personal
+        token) or ``operator:<tenant>``."""
+        if self.crew_id:
+            return f"crew:{self.crew_id}/{self.holder}" if self.holder else f"crew:{self.crew_id}"
+        return f"operator:{self.tenant_id}"
 
 
 async def db(request: Request) -> AsyncIterator[psycopg.Connection]:
@@ -119,11 +125,11 @@ def check_token(conn: psycopg.Connection, token: str) -> Principal | str:
     conn.rollback()
     if found is None:
         return "invalid or revoked token"
-    tenant_id, role, crew_id, expires = found
+    tenant_id, role, crew_id, expires, label = found
     if expires <= time.time():
         day = datetime.fromtimestamp(expires, UTC).date().isoformat()
         return f"token expired on {day}: ask for a new one"
-    return Principal(tenant_id, role, crew_id)
+    return Principal(tenant_id, role, crew_id, label if role == "crew" else "")
 
 
 def from_token(conn: psycopg.Connection, token: str) -> Principal | None:

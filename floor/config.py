@@ -115,6 +115,8 @@ class Settings:
     """Requests that may wait for a connection; more at once are refused with 503 and Retry-After."""
     api_queue_wait_s: int = 10
     """How long a request waits for a connection before it is refused with 503 and Retry-After."""
+    map_tiles: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    """Map tiles of the citizens' report page (a URL template; empty: no tiles, the page works without)."""
 
     @property
     def services_file(self) -> Path:
@@ -208,6 +210,15 @@ def _url(scheme: tuple[str, ...]) -> Callable[[str, Any], str]:
     return check
 
 
+def _tiles(name: str, raw: Any) -> str:
+    value = str(raw)
+    if value and not (value.startswith("https://") and all(k in value for k in ("{z}", "{x}", "{y}"))):
+        raise ConfigError(
+            f"setting {name!r}: expected an https:// URL template with {{z}}, {{x}} and {{y}}, or nothing"
+        )
+    return value
+
+
 def _bool(name: str, raw: Any) -> bool:
     if isinstance(raw, bool):
         return raw
@@ -276,6 +287,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "api_connections": _positive_int,
     "api_queue": _positive_int,
     "api_queue_wait_s": _positive_int,
+    "map_tiles": _tiles,
 }
 
 

@@ -149,6 +149,8 @@ def _api(settings: config.Settings, args: argparse.Namespace) -> int:
         pool_size=settings.api_connections,
         queue=settings.api_queue,
         queue_wait_s=settings.api_queue_wait_s,
+        public_url=settings.api_public_url,
+        map_tiles=settings.map_tiles,
     )
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=settings.log_level.lower())
     return 0

@@ -71,17 +71,19 @@ def revoke_token(conn: psycopg.Connection, token_hash: str) -> bool:
     return row is not None
 
 
-def token(conn: psycopg.Connection, token_hash: str) -> tuple[str, str, str | None, float] | None:
-    """(tenant, role, crew, expiry in epoch seconds) of a token that is not revoked (of an active crew)."""
+def token(conn: psycopg.Connection, token_hash: str) -> tuple[str, str, str | None, float, str] | None:
+    """(tenant, role, crew, expiry in epoch seconds, label) of a token that is not revoked (of an active
+    crew)."""
     row = conn.execute(
-        """SELECT t.tenant_id, t.role, t.crew_id, extract(epoch FROM t.expires_at)::float8 FROM api_tokens t
+        """SELECT t.tenant_id, t.role, t.crew_id, extract(epoch FROM t.expires_at)::float8, t.label
+           FROM api_tokens t
            LEFT JOIN crews c ON c.tenant_id = t.tenant_id AND c.crew_id = t.crew_id
            WHERE t.token_hash = %s AND t.revoked_at IS NULL AND (t.crew_id IS NULL OR c.active)""",
         (token_hash,),
     ).fetchone()
     if row is None:
         return None
-    return str(row[0]), str(row[1]), None if row[2] is None else str(row[2]), float(row[3])
+    return str(row[0]), str(row[1]), None if row[2] is None else str(row[2]), float(row[3]), str(row[4] or "")
 
 
 def work_orders(conn: psycopg.Connection, tenant_id: str, crew_id: str | None, status: str | None) -> list[OrderView]:

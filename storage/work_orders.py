@@ -117,3 +117,36 @@ def notes(conn: psycopg.Connection, work_order_id: int) -> list[Note]:
             "SELECT at, author, note FROM work_order_notes WHERE work_order_id = %s ORDER BY note_id", (work_order_id,)
         )
         return cur.fetchall()
+
+
+def claim_action(
+    conn: psycopg.Connection, tenant_id: str, action_key: str, work_order_id: int, action: str
+) -> str | None:
+    """Record a crew's tap by the key its phone chose, in the transaction that applies it: None when it is new,
+    or what happened the first time (``saved``) when the phone sends it again; ``other`` when the key was used
+    for another tap. A repeat that arrives while the first is still being applied waits for it."""
+    row = conn.execute(
+        """INSERT INTO crew_actions (tenant_id, action_key, work_order_id, action, outcome)
+           VALUES (%s, %s, %s, %s, 'saved') ON CONFLICT DO NOTHING RETURNING 1""",
+        (tenant_id, action_key, work_order_id, action),
+    ).fetchone()
+    if row is not None:
+        return None
+    first = conn.execute(
+        "SELECT outcome, work_order_id, action FROM crew_actions WHERE tenant_id = %s AND action_key = %s",
+        (tenant_id, action_key),
+    ).fetchone()
+    if first is None or (int(first[1]), str(first[2])) != (work_order_id, action):
+        return "other"
+    return str(first[0])
+
+
+def crew_sees_photo(conn: psycopg.Connection, tenant_id: str, crew_id: str | None, photo_id: int) -> bool:
+    """Whether a crew has (or had) a work order on the case the photo's report belongs to."""
+    row = conn.execute(
+        """SELECT 1 FROM report_photos p JOIN service_requests r ON r.request_id = p.request_id
+           JOIN work_orders w ON w.case_id = r.case_id
+           WHERE p.tenant_id = %s AND p.photo_id = %s AND w.crew_id = %s LIMIT 1""",
+        (tenant_id, photo_id, crew_id),
+    ).fetchone()
+    return row is not None
