@@ -4,6 +4,7 @@
   only that tenant. OpenAPI at ``/openapi.json``, browsable at ``/docs``.
 * ``/crew``: a server-rendered, phone-sized page where a crew signs in with its token and accepts, finishes
   or rejects its work orders; in the tenant's language.
+* ``/report/...``: the citizens' own pages: report a fault (map, position, photos), and where a report stands.
 * ``/open311/...``: GeoReport v2: discovery, services, service definitions, and service requests (POST and
   GET), XML and JSON.
 
@@ -29,7 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from psycopg_pool import ConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cases import api_v1, citizen, crew_page, open311, open311_format, web
+from cases import api_v1, citizen, citizen_page, crew_page, open311, open311_format, web
 from cases.api_admission import Admission, Receive, Scope, Send
 from cases.api_auth import ApiError
 from cases.policy import Policies
@@ -82,6 +83,7 @@ def create_app(
     app.include_router(api_v1.router)
     app.include_router(crew_page.router)
     app.include_router(open311.router)
+    app.include_router(citizen_page.router)
     web.mount(app)
     app.middleware("http")(limit_size)
     app.add_middleware(Admission, limit=pool_size, queue=queue, wait_s=queue_wait_s, refuse=_busy)
@@ -111,7 +113,8 @@ async def limit_size(request: Request, call_next: Callable[[Request], Awaitable[
 def _uploads(request: Request) -> bool:
     path = request.url.path
     multipart = request.headers.get("content-type", "").startswith("multipart/form-data")
-    return multipart and request.method == "POST" and path.startswith("/open311/v2/requests.")
+    photos = path.startswith("/open311/v2/requests.") or path.startswith(citizen_page.UPLOADS)
+    return multipart and request.method == "POST" and photos
 
 
 async def _api_error(request: Request, exc: ApiError) -> Response:

@@ -12,6 +12,7 @@ key given must be valid. Reading needs no key.
 # No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations at definition time.
 
 import time
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -242,9 +243,14 @@ def service_definition(
     )
 
 
-async def _form(request: Request) -> FormData:
-    """The posted form as a whole: attributes come as ``attribute[code]`` and photos as ``media`` files."""
-    return await request.form(max_files=citizen.MAX_PHOTOS, max_fields=200)
+async def _form(request: Request) -> AsyncIterator[FormData]:
+    """The posted form as a whole: attributes come as ``attribute[code]`` and photos as ``media`` files (their
+    temporary files closed after the request)."""
+    form = await request.form(max_files=citizen.MAX_PHOTOS, max_fields=200)
+    try:
+        yield form
+    finally:
+        await form.close()
 
 
 def _attributes(form: FormData) -> dict[str, list[str]]:
@@ -267,8 +273,8 @@ async def photos_of(form: FormData, field: str) -> list[bytes]:
     return found
 
 
-async def _media(request: Request) -> list[bytes]:
-    return await photos_of(await _form(request), "media")
+async def _media(form: Annotated[FormData, Depends(_form)]) -> list[bytes]:
+    return await photos_of(form, "media")
 
 
 def _check_key(conn: psycopg.Connection, policy: Policy, tenant: str, api_key: str | None) -> None:

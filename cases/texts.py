@@ -105,6 +105,68 @@ WORDS: dict[str, dict[str, str]] = {
         "pt": "Essa ordem de trabalho já não é vossa.",
     },
     "signed_in_as": {"en": "Signed in as", "sv": "Inloggad som", "pt": "Sessão de"},
+    # the citizens' report page
+    "report_title": {"en": "Report a fault", "sv": "Anmäl ett fel", "pt": "Participar uma avaria"},
+    "where_q": {"en": "Where is it?", "sv": "Var är det?", "pt": "Onde é?"},
+    "tap_map": {
+        "en": "Tap the map where the fault is, or use your position.",
+        "sv": "Tryck på kartan där felet är, eller använd din position.",
+        "pt": "Toque no mapa onde está a avaria, ou use a sua posição.",
+    },
+    "use_position": {"en": "Use my position", "sv": "Använd min position", "pt": "Usar a minha posição"},
+    "position_failed": {
+        "en": "Your position could not be found: tap the map or write the address.",
+        "sv": "Din position kunde inte hittas: tryck på kartan eller skriv adressen.",
+        "pt": "Não foi possível obter a sua posição: toque no mapa ou escreva a morada.",
+    },
+    "lat": {"en": "Latitude", "sv": "Latitud", "pt": "Latitude"},
+    "lon": {"en": "Longitude", "sv": "Longitud", "pt": "Longitude"},
+    "address_label": {
+        "en": "Address or place (when there is no position)",
+        "sv": "Adress eller plats (om position saknas)",
+        "pt": "Morada ou local (sem posição)",
+    },
+    "what_q": {"en": "What is wrong?", "sv": "Vad är fel?", "pt": "O que se passa?"},
+    "describe": {"en": "Describe it (optional)", "sv": "Beskriv felet (frivilligt)", "pt": "Descreva (opcional)"},
+    "photos_label": {
+        "en": "Photos (up to 3: JPEG, PNG or WebP, at most 8 MB each)",
+        "sv": "Foton (högst 3: JPEG, PNG eller WebP, högst 8 MB var)",
+        "pt": "Fotografias (até 3: JPEG, PNG ou WebP, até 8 MB cada)",
+    },
+    "too_many_photos": {"en": "At most 3 photos.", "sv": "Högst 3 foton.", "pt": "No máximo 3 fotografias."},
+    "email_label": {
+        "en": "E-mail for updates (optional)",
+        "sv": "E-post för besked (frivilligt)",
+        "pt": "E-mail para notícias (opcional)",
+    },
+    "email_hint": {
+        "en": "Used only to tell you what happens with your report. Names and phone numbers are not needed.",
+        "sv": "Används bara för att berätta vad som händer med din anmälan. Namn och telefonnummer behövs inte.",
+        "pt": "Usado só para lhe dizer o que acontece à participação. Nome e telefone não são precisos.",
+    },
+    "send": {"en": "Send report", "sv": "Skicka anmälan", "pt": "Enviar participação"},
+    "thanks": {
+        "en": "Thank you! Your report was received.",
+        "sv": "Tack! Din anmälan har tagits emot.",
+        "pt": "Obrigado! A sua participação foi recebida.",
+    },
+    "report_n": {"en": "Report #{id}", "sv": "Anmälan #{id}", "pt": "Participação #{id}"},
+    "reported": {"en": "Reported", "sv": "Anmäld", "pt": "Participada"},
+    "expected": {"en": "Expected done by", "sv": "Beräknas klart", "pt": "Previsto até"},
+    "keep_link": {
+        "en": "Keep this page's address to follow your report.",
+        "sv": "Spara sidans adress för att följa din anmälan.",
+        "pt": "Guarde o endereço desta página para acompanhar a participação.",
+    },
+    "still_broken_q": {"en": "Is it still broken?", "sv": "Är det fortfarande trasigt?", "pt": "Continua avariado?"},
+    "still_broken": {"en": "It is still broken", "sv": "Det är fortfarande trasigt", "pt": "Continua avariado"},
+    "followup": {
+        "en": "Still broken (follow-up of report #{id})",
+        "sv": "Fortfarande trasigt (uppföljning av anmälan #{id})",
+        "pt": "Continua avariado (seguimento da participação #{id})",
+    },
+    "new_report": {"en": "Report another fault", "sv": "Anmäl ett annat fel", "pt": "Participar outra avaria"},
+    "choose_place": {"en": "Choose the municipality", "sv": "Välj kommun", "pt": "Escolha o município"},
 }
 
 CHANGES: dict[str, dict[str, tuple[str, str]]] = {

@@ -125,3 +125,14 @@ def heard_after(conn: psycopg.Connection, device_key: int, after: float) -> floa
         (device_key, after),
     ).fetchone()
     return None if row is None or row[0] is None else float(row[0])
+
+
+def centre(conn: psycopg.Connection, tenant_id: str) -> tuple[float, float] | None:
+    """The middle of a tenant's placed assets (where its report page's map opens), or None when none is placed."""
+    row = conn.execute(
+        "SELECT avg(lat), avg(lon) FROM assets WHERE tenant_id = %s AND lat IS NOT NULL AND lon IS NOT NULL",
+        (tenant_id,),
+    ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return float(row[0]), float(row[1])

@@ -42,11 +42,12 @@ def phone(browser: Browser, **extra: Any) -> BrowserContext:
 
 
 def small_targets(page: Page) -> list[str]:
-    """Visible buttons, links and fields smaller than 44 x 44 CSS pixels (WCAG 2.5.5)."""
+    """Visible buttons, links and fields smaller than 44 x 44 CSS pixels (WCAG 2.5.5); a field inside its label
+    is as big as the label (a tap on the label is a tap on the field)."""
     found: list[str] = page.evaluate(
         """() => [...document.querySelectorAll('a[href], button, input:not([type=hidden]), select, textarea, summary')]
               .filter(e => e.offsetParent !== null)
-              .map(e => [e, e.getBoundingClientRect()])
+              .map(e => [e, (e.closest('label') || e).getBoundingClientRect()])
               .filter(([e, r]) => r.width < 44 || r.height < 44)
               .map(([e, r]) => `${e.tagName.toLowerCase()} "${(e.innerText || e.name || e.id || '').trim()}" `
                                + `${Math.round(r.width)}x${Math.round(r.height)}`)"""
@@ -55,11 +56,15 @@ def small_targets(page: Page) -> list[str]:
 
 
 def overflowing(page: Page) -> list[str]:
-    """Elements reaching past the right edge of the screen (a page that scrolls sideways on a phone)."""
+    """Elements reaching past the right edge of the screen (a page that scrolls sideways on a phone), but for
+    those a box that fits clips (a map's panes)."""
     found: list[str] = page.evaluate(
         """() => { const w = document.documentElement.clientWidth;
+                   const clipped = e => { for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) {
+                       if (getComputedStyle(a).overflowX !== 'visible' && a.getBoundingClientRect().right <= w + 1)
+                         return true; } return false; };
                    return [...document.querySelectorAll('body *')]
-                     .filter(e => e.offsetParent !== null && e.getBoundingClientRect().right > w + 1)
+                     .filter(e => e.offsetParent !== null && e.getBoundingClientRect().right > w + 1 && !clipped(e))
                      .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + '.' + e.className); }"""
     )
     return found
