@@ -23,6 +23,7 @@ from cases.policy import Facts, Policy, Service
 from storage import case_assets as asset_store
 from storage import cases as store
 from storage import citizens as requests_store
+from storage import work_orders as order_store
 from storage.cases import Case
 from storage.citizens import ServiceRequest
 
@@ -157,6 +158,7 @@ def submit(
     )
     for jpeg, size in cleaned:
         requests_store.add_photo(conn, report.tenant_id, request.request_id, jpeg, size)
+    citizen_mail.received(conn, report.tenant_id, request.request_id, now)
     if case_id is not None:
         store.add_event(
             conn,
@@ -166,7 +168,6 @@ def submit(
             {"request_id": request.request_id, "service_code": report.service_code},
         )
         _tell_crew(conn, policy, joined, case_id, request.request_id, now)
-    citizen_mail.received(conn, report.tenant_id, request.request_id, now)
     return _reread(conn, report.tenant_id, request.request_id) if cleaned else request
 
 
@@ -197,6 +198,10 @@ def _tell_crew(  # noqa: PLR0917 - one report on one case
         lifecycle.reopen(conn, policy, joined, now, "citizen", lifecycle.SyncReport())
     else:
         routing.announce_active(conn, case_id, f"report-{request_id}", now)
+    c = store.existing_case(conn, case_id)
+    order = order_store.active(conn, case_id)
+    if order is not None and order.crew_id is not None:
+        citizen_mail.planned(conn, c.tenant_id, case_id, now)
 
 
 def open_case(  # noqa: PLR0917 - a case and what it is about

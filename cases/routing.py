@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from cases import messages, texts
+from cases import citizen_mail, messages, texts
 from cases.errors import WorkOrderError
 from cases.policy import Policy
 from floor.timefmt import local
@@ -258,4 +258,5 @@ def assign(  # noqa: PLR0917 - one assignment
             announce(conn, work_order_id, f"withdrawn-{previous}", now, crew_id=previous)
     announce(conn, work_order_id, f"assigned-{crew_id}", now)
     store.add_event(conn, case_id, actor, "assigned", {"work_order_id": work_order_id, "crew_id": crew_id})
+    citizen_mail.planned(conn, c.tenant_id, case_id, now)
     return work_order_id

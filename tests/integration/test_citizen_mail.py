@@ -35,8 +35,10 @@ def test_the_reporter_hears_the_report_arrived_and_the_operators_closing_words(
     rid = client.created(service_code="streetlight-out", lat=row[0], long=row[1], description="Släckt vid skolan",
                          email="anna@example.org")  # fmt: skip
     deliver(api.url, port, api.clock[0])
-    [received] = _to(inbox, "anna@example.org")
+    received, planned = _to(inbox, "anna@example.org")  # it joined a case a crew already has
     assert received["subject"] == f"Din anmälan #{rid} har tagits emot"
+    assert planned["subject"] == f"Din anmälan #{rid}: åtgärd planerad"
+    assert "Ett arbetslag har fått arbetsordern. Beräknas klart senast 2026-11-23 07:00 CET." in planned["text"]
     assert "Tack för din anmälan till Solvik kommun." in received["text"] and "Status: öppet" in received["text"]
     assert "> Släckt vid skolan" in received["text"]
     token = api.token("solvik", "operator")
@@ -45,7 +47,7 @@ def test_the_reporter_hears_the_report_arrived_and_the_operators_closing_words(
     closed = httpx.post(api.base + f"/api/v1/cases/{case['case_id']}/close", headers=bearer(token), json={"note": note})
     assert closed.status_code == 200
     deliver(api.url, port, api.clock[0] + 60)
-    _, ended = _to(inbox, "anna@example.org")
+    _, _, ended = _to(inbox, "anna@example.org")
     assert ended["subject"] == f"Din anmälan #{rid}: {note}" and f"Status: {note}" in ended["text"]
 
 
@@ -70,5 +72,5 @@ def test_the_reporter_hears_when_the_fault_went_away_or_the_report_was_dismissed
                       json={"note": note}).status_code == 200  # fmt: skip
     deliver(api.url, port, api.clock[0] + 800)
     ola, eva = _to(inbox, "ola@example.org"), _to(inbox, "eva@example.org")
-    assert [m["subject"].split(": ", 1)[-1] for m in ola[1:]] == ["felet finns inte längre kvar"]
+    assert [m["subject"].split(": ", 1)[-1] for m in ola[1:]] == ["åtgärd planerad", "felet finns inte längre kvar"]
     assert "kommunen granskar" in eva[0]["text"] and f"Status: {note}" in eva[1]["text"]
