@@ -201,6 +201,9 @@ class ReportOut(BaseModel):
     requested_at: str
     triage: str = Field(description="inbox (waiting for an operator), attached (to a case) or dismissed")
     triage_note: str | None
+    media_url: str | None = Field(description="a photo's web address the reporter's app gave")
+    attributes: dict[str, Any] = Field(description="the values of the service's attributes")
+    photos: int = Field(description="photos taken with it: GET /api/v1/reports/{request_id}/photos")
 
     @classmethod
     def of(cls, r: ServiceRequest) -> ReportOut:
@@ -216,7 +219,17 @@ class ReportOut(BaseModel):
             requested_at=iso(r.requested_at),
             triage=r.triage,
             triage_note=r.triage_note,
+            media_url=r.media_url,
+            attributes=r.attributes,
+            photos=r.photos,
         )
+
+
+class PhotoOut(BaseModel):
+    photo_id: int
+    width: int
+    height: int
+    url: str = Field(description="the JPEG (no metadata), for an operator's token")
 
 
 class AttachBody(BaseModel):

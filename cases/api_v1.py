@@ -6,6 +6,7 @@ from typing import Annotated
 
 import psycopg
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
 
 from cases import citizen, lifecycle, routing
 from cases.api_auth import ApiError, Clock, Db, Operator, Principal, Rules, Who, no_unknown_query
@@ -20,6 +21,7 @@ from cases.api_models import (
     FindingOut,
     NoteBody,
     NoteOut,
+    PhotoOut,
     ReportOut,
     WorkOrderDetail,
     WorkOrderOut,
@@ -200,3 +202,27 @@ def dismiss_report(conn: Db, who: Operator, clock: Clock, request_id: int, body:
         raise ApiError(409, str(exc)) from None
     conn.commit()
     return ReportOut.of(r)
+
+
+@router.get("/reports/{request_id}/photos", tags=["operators"], summary="The photos of a citizen report")
+def report_photos(conn: Db, who: Operator, request_id: int) -> list[PhotoOut]:
+    if requests_store.get(conn, who.tenant_id, request_id) is None:
+        raise ApiError(404, f"report {request_id} not found")
+    return [
+        PhotoOut(photo_id=p.photo_id, width=p.width, height=p.height, url=f"/api/v1/photos/{p.photo_id}")
+        for p in requests_store.photos(conn, who.tenant_id, [request_id])
+    ]
+
+
+@router.get(
+    "/photos/{photo_id}",
+    tags=["operators"],
+    summary="A citizen's photo (JPEG)",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}},
+)
+def photo(conn: Db, who: Operator, photo_id: int) -> Response:
+    jpeg = requests_store.photo_jpeg(conn, who.tenant_id, photo_id)
+    if jpeg is None:
+        raise ApiError(404, f"photo {photo_id} not found")
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})

@@ -322,11 +322,15 @@ def test_a_fault_that_came_and_went_unseen_is_recorded_without_a_work_order(city
 
 
 def test_every_text_exists_in_english_swedish_and_portuguese() -> None:
-    from cases import texts
+    from cases import citizen_mail, texts
 
-    for table in (texts.FAULTS, texts.WORDS, texts.PRIORITIES, texts.STATUSES):
+    tables = (texts.FAULTS, texts.WORDS, texts.PRIORITIES, texts.STATUSES, texts.CANCEL_REASONS, texts.RESOLUTIONS,
+              texts.REOPEN_REASONS, texts.CHANGES, citizen_mail.SUBJECTS)  # fmt: skip
+    for table in tables:
         for key, by_language in table.items():
             assert set(by_language) == set(texts.LANGUAGES), key
-            assert all(v.strip() for v in by_language.values()), key
+            assert all("".join(v).strip() for v in by_language.values()), key
+    for single in (texts.RECEIVED, texts.ESCALATION, citizen_mail.THANKS, citizen_mail.PLANNED):
+        assert set(single) == set(texts.LANGUAGES) and all(single.values())
     assert texts.work_order_title("lampFailure", "SL-1", "Storgatan", "pt") == "Lâmpada apagada: SL-1 (Storgatan)"
     assert texts.fault("lampFailure", "xx") == "Lamp out"  # an unknown language falls back to English
