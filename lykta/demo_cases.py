@@ -185,7 +185,11 @@ def _api_walkthrough(settings: Settings, url: str, tenant_id: str, local: Settin
             events = store.events(conn, int(orders[0]["case_id"])) if orders else []
         lines += [f"  event {e.action:<18} by {e.actor}" for e in events]
         operator = cases_admin.create_token(url, tenant_id, "operator", None, "demo")
-        lines.append(f"crew page: {base}/crew (sign in with a crew token: lykta tokens create --role crew ...)")
+        lines.append(f"crew page: {base}/crew (a crew member signs in with a personal token: lykta cases tokens create --role crew --crew ... --label 'name')")
+        lines.append(
+            f"citizens report at {base}/report/{tenant_id} and follow their report there; "
+            f"Open311 at {base}/open311/discovery.json"
+        )
         lines.append(f"operator token for this demo: {operator[:8]}... (OpenAPI at {base}/docs)")
     finally:
         api.send_signal(signal.SIGTERM)
