@@ -185,7 +185,10 @@ def _api_walkthrough(settings: Settings, url: str, tenant_id: str, local: Settin
             events = store.events(conn, int(orders[0]["case_id"])) if orders else []
         lines += [f"  event {e.action:<18} by {e.actor}" for e in events]
         operator = cases_admin.create_token(url, tenant_id, "operator", None, "demo")
-        lines.append(f"crew page: {base}/crew (a crew member signs in with a personal token: lykta cases tokens create --role crew --crew ... --label 'name')")
+        lines.append(
+            f"crew page: {base}/crew (a crew member signs in with a personal token: "
+            "lykta tokens create --role crew --crew ... --label 'their name')"
+        )
         lines.append(
             f"citizens report at {base}/report/{tenant_id} and follow their report there; "
             f"Open311 at {base}/open311/discovery.json"
