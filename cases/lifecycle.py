@@ -94,8 +94,9 @@ def _on_open(conn: psycopg.Connection, policy: Policy, f: QueuedFinding, now: fl
             return
         if f.fault in policy.correlation_faults:
             group = store.active_case(conn, tenant, f.parent_id, f.fault)
-            if group is not None:
+            if group is not None:  # one more lamp of the circuit: its crew hears (a dark cabinet's need not)
                 _link(conn, group, f, report)
+                routing.refresh_work_order(conn, group.case_id, now)
                 return
             if _correlate(conn, policy, f, now, report):
                 return

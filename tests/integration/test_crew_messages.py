@@ -176,3 +176,34 @@ def test_escalation_and_a_failed_repair_reach_the_crew(
     assert "Varför: telemetrin bekräftade inte reparationen" in reopened[0]["text"]
     events = [json.loads(r["body"])["event"] for r in receiver.requests]
     assert "escalated-1" in events and any(e.startswith("reopened") for e in events)
+
+
+def test_a_growing_circuit_case_and_a_citizens_report_reach_the_crew(
+    api: Api, smtp: tuple[int, Inbox], receiver: Receiver
+) -> None:
+    """More dark lamps on a circuit, and a citizen reporting the same fault, change what the crew faces. A lamp
+    joining a circuit's case was not told to its crew."""
+    import httpx
+
+    port, inbox = smtp
+    point_crews_at(api.url, receiver)
+    for lamp in ("SL-0001", "SL-0002", "SL-0003"):
+        finding(api.url, lamp, "lampFailure", NIGHT)
+    sync(api.url, api.clock[0])  # three lamps of one circuit: one case on the circuit
+    finding(api.url, "SL-0004", "lampFailure", NIGHT + 300)
+    sync(api.url, api.clock[0] + 60)  # a fourth joins it
+    posted = httpx.post(api.base + "/open311/v2/requests.json",
+                        data={"service_code": "streetlight-out", "lat": 56.05102, "long": 12.69,
+                              "description": "Hela gatan är mörk"})  # fmt: skip
+    assert posted.status_code == 200, posted.text
+    deliver(api.url, port, api.clock[0] + 120)
+    got = mails(inbox)
+    assigned = got[0]
+    grown, updated = (m for m in got if "UPPDATERAD" in m["subject"])
+    [reported] = (m for m in got if "NY ANMÄLAN" in m["subject"])
+    assert len(got) == 4
+    assert "Även berörda: SL-0001, SL-0002, SL-0003\r" in grown["text"]  # the circuit case took the first three
+    assert "UPPDATERAD" in updated["subject"] and updated["text"].startswith("Arbetsordern har ändrats")
+    assert "Även berörda: SL-0001, SL-0002, SL-0003, SL-0004" in updated["text"]
+    assert "NY ANMÄLAN" in reported["subject"] and "Hela gatan är mörk" in reported["text"]
+    assert "NY ANMÄLAN" not in assigned["subject"] and "UPPDATERAD" not in assigned["subject"]

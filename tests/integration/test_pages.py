@@ -78,3 +78,32 @@ def test_pages_are_sent_with_security_headers(api: Api) -> None:
     assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
     assert page.headers["x-content-type-options"] == "nosniff" and page.headers["x-frame-options"] == "DENY"
     assert httpx.get(api.base + "/static/crew.js").status_code == 200
+
+
+def test_still_broken_on_the_status_page_reopens_the_case_and_tells_the_crew(api: Api) -> None:
+    from cases import routing
+
+    add_crews(api.url)
+    with httpx.Client(base_url=api.base) as client:
+        sent = client.post("/report/solvik", data={"service_code": "streetlight-out", "lat": "56.05102",
+                                                   "lon": "12.69", "description": "Släckt"})  # fmt: skip
+        assert sent.status_code == 303 and sent.headers["location"] == "/report/solvik/1?new=1"
+        operator = {"Authorization": f"Bearer {api.token('solvik', 'operator')}"}
+        assert client.post("/api/v1/reports/1/attach", json={"asset_id": "SL-0003"}, headers=operator).is_success
+        with psycopg.connect(api.url) as conn, conn.transaction():
+            routing.act(conn, 1, "accept", "crew:ljus-norr", None, api.clock[0])
+            routing.act(conn, 1, "done", "crew:ljus-norr", None, api.clock[0])
+        page = client.get("/report/solvik/1").text
+        assert "verifieras" in page and "Det är fortfarande trasigt" in page
+        again = client.post("/report/solvik/1/still-broken")
+        assert again.status_code == 303 and again.headers["location"] == "/report/solvik/2?new=1"
+    with psycopg.connect(api.url) as conn:
+        case = conn.execute("SELECT c.status FROM cases c JOIN service_requests r USING (case_id) "
+                            "WHERE r.request_id = 2").fetchone()  # fmt: skip
+        orders = conn.execute("SELECT status FROM work_orders ORDER BY work_order_id").fetchall()
+        told = conn.execute("SELECT subject, body->>'text' FROM outbox WHERE channel = 'email' "
+                            "AND subject LIKE '%ÅTERÖPPNAD%'").fetchall()  # fmt: skip
+    assert case == ("open",) and orders == [("done",), ("assigned",)]
+    [(subject, text)] = told
+    assert "Varför: en medborgare anmäler att felet finns kvar" in text
+    assert "Fortfarande trasigt (uppföljning av anmälan #1)" in text  # the follow-up, as the crew reads it
