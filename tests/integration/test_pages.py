@@ -105,5 +105,6 @@ def test_still_broken_on_the_status_page_reopens_the_case_and_tells_the_crew(api
                             "AND subject LIKE '%ÅTERÖPPNAD%'").fetchall()  # fmt: skip
     assert case == ("open",) and orders == [("done",), ("assigned",)]
     [(subject, text)] = told
+    assert subject.startswith("[Arbetsorder #2] ÅTERÖPPNAD")
     assert "Varför: en medborgare anmäler att felet finns kvar" in text
     assert "Fortfarande trasigt (uppföljning av anmälan #1)" in text  # the follow-up, as the crew reads it
