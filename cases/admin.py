@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+import secrets
 
 import psycopg
 
 from cases.api_auth import hash_token, new_token
+from cases.console.auth import hash_password
 from floor.errors import LyktaError
 from floor.timefmt import iso_or_none as iso
 from storage import api as api_store
 from storage import citizens as requests_store
+from storage import console as console_store
 from storage import crews as crew_store
 from storage import tenants
 from storage.crews import Crew
@@ -135,3 +138,40 @@ def list_cases(url: str, tenant_id: str | None, status: str) -> list[str]:
                 )
     out.append(f"{len(out)} case(s)")
     return out
+
+
+def add_operator(url: str, email: str, name: str, tenant_ids: list[str], password: str | None) -> str:
+    """A person who signs in to the console, working for ``tenant_ids``. Without ``password`` one is made and
+    returned (shown once); with one, the person's password is set. Adding a person again changes their name
+    (and password) and adds municipalities."""
+    if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", email):
+        raise LyktaError(f"--email {email!r} is not an e-mail address")
+    if not tenant_ids:
+        raise LyktaError("name at least one --tenant the person works for")
+    made = password is None
+    password = password if password is not None else secrets.token_urlsafe(12)
+    try:
+        hashed = hash_password(password)
+    except ValueError as exc:
+        raise LyktaError(str(exc)) from None
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        for tenant_id in tenant_ids:
+            tenants.get(conn, tenant_id)
+        operator_id = console_store.upsert_operator(conn, email, name, hashed)
+        console_store.grant(conn, operator_id, tenant_ids)
+    return f"{email}: password {password}" if made else f"{email}: password set"
+
+
+def list_operators(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        return [
+            f"{email:<32} {name:<24} {','.join(ts) or '-'}{' (disabled)' if off else ''}"
+            for email, name, ts, off in console_store.operators(conn)
+        ]
+
+
+def disable_operator(url: str, email: str) -> str:
+    with psycopg.connect(url, autocommit=True) as conn:
+        if not console_store.disable(conn, email):
+            raise LyktaError(f"no active person {email!r}")
+    return f"{email}: disabled, sessions ended"

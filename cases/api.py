@@ -4,6 +4,8 @@
   only that tenant. OpenAPI at ``/openapi.json``, browsable at ``/docs``.
 * ``/crew``: a server-rendered, phone-sized page where a crew signs in with its token and accepts, finishes
   or rejects its work orders; in the tenant's language.
+* ``/console/...``: the operator console (cases/console/): people sign in, work the inbox, the cases and their
+  map, crews and assets.
 * ``/report/...``: the citizens' own pages: report a fault (map, position, photos), and where a report stands.
 * ``/open311/...``: GeoReport v2: discovery, services, service definitions, and service requests (POST and
   GET), XML and JSON.
@@ -26,13 +28,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from psycopg_pool import ConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cases import api_v1, citizen, citizen_page, crew_page, open311, open311_format, web
 from cases.api_admission import Admission, Receive, Scope, Send
 from cases.api_auth import ApiError
+from cases.console import pages as console_pages
+from cases.console.auth import SignInNeeded
 from cases.policy import Policies
 
 MAX_BODY = 64 * 1024
@@ -51,6 +55,7 @@ def create_app(
     queue_wait_s: float = 10.0,
     public_url: str | None = None,
     map_tiles: str = "",
+    grafana_url: str | None = None,
 ) -> FastAPI:
     """The application; ``clock`` gives "now" (tests and demos run simulated time). At most ``pool_size``
     requests work at once, each with one connection; up to ``queue`` more wait, each at most ``queue_wait_s``;
@@ -80,15 +85,18 @@ def create_app(
     app.state.clock = clock
     app.state.public_url = public_url
     app.state.map_tiles = map_tiles
+    app.state.grafana_url = grafana_url
     app.include_router(api_v1.router)
     app.include_router(crew_page.router)
     app.include_router(open311.router)
     app.include_router(citizen_page.router)
+    app.include_router(console_pages.router)
     web.mount(app)
     app.middleware("http")(limit_size)
     app.add_middleware(Admission, limit=pool_size, queue=queue, wait_s=queue_wait_s, refuse=_busy)
     app.add_middleware(web.SecurityHeaders, tiles=map_tiles)
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
+    app.add_exception_handler(SignInNeeded, _sign_in)
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]  # unknown routes
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
@@ -115,6 +123,10 @@ def _uploads(request: Request) -> bool:
     multipart = request.headers.get("content-type", "").startswith("multipart/form-data")
     photos = path.startswith("/open311/v2/requests.") or path.startswith(citizen_page.UPLOADS)
     return multipart and request.method == "POST" and photos
+
+
+async def _sign_in(_request: Request, _exc: Exception) -> Response:
+    return RedirectResponse("/console/login", status_code=303)
 
 
 async def _api_error(request: Request, exc: ApiError) -> Response:

@@ -152,11 +152,8 @@ def close(conn: Db, who: Operator, clock: Clock, case_id: int, body: NoteBody) -
         raise ApiError(409, f"case {case_id} is already resolved")
     if not (body.note and body.note.strip()):
         raise ApiError(422, "note: closing a case by hand needs a note")
-    now = clock()
     with conn.transaction():
-        store.add_event(conn, case_id, who.actor, "note", {"note": body.note.strip()})  # before: reporters read it
-        lifecycle.resolve(conn, c, now, "closed", who.actor)
-        routing.cancel_work_order(conn, case_id, "closed", now, note=body.note.strip())
+        lifecycle.close_by_hand(conn, c, body.note, who.actor, clock())
     conn.commit()
     return CaseOut.of(store.existing_case(conn, case_id))
 

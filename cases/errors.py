@@ -11,6 +11,10 @@ class PolicyError(CasesError):
     """A tenant's case policy file is invalid."""
 
 
+class CaseError(CasesError):
+    """An operator's decision that does not fit the case's state (the API answers 409)."""
+
+
 class WorkOrderError(CasesError):
     """A crew or operator action that does not fit the work order's state (the API answers 409)."""
 

@@ -20,7 +20,7 @@ TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
 STATIC = HERE / "static"
 PACKAGES = HERE.parent / "web" / "node_modules"
 """npm packages installed by scripts/install-web"""
-PAGES = ("/crew", "/report", "/static", "/vendor")
+PAGES = ("/crew", "/report", "/console", "/static", "/vendor")
 
 
 def mount(app: FastAPI) -> None:

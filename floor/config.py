@@ -115,6 +115,8 @@ class Settings:
     """Requests that may wait for a connection; more at once are refused with 503 and Retry-After."""
     api_queue_wait_s: int = 10
     """How long a request waits for a connection before it is refused with 503 and Retry-After."""
+    grafana_url: str | None = None
+    """Grafana's address: the console links a case to the asset dashboard there."""
     map_tiles: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
     """Map tiles of the citizens' report page (a URL template; empty: no tiles, the page works without)."""
 
@@ -287,6 +289,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "api_connections": _positive_int,
     "api_queue": _positive_int,
     "api_queue_wait_s": _positive_int,
+    "grafana_url": _url(("http", "https")),
     "map_tiles": _tiles,
 }
 

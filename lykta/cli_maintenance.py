@@ -1,4 +1,4 @@
-"""``lykta rules|cases|crews|tokens|api``: the commands of fault detection and maintenance work."""
+"""``lykta rules|cases|crews|operators|tokens|api``: the commands of fault detection and maintenance work."""
 
 from __future__ import annotations
 
@@ -120,6 +120,28 @@ def _crews(settings: config.Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _operators(settings: config.Settings, args: argparse.Namespace) -> int:
+    import sys
+
+    from cases import admin as cases_admin
+    from lykta import admin
+
+    url = admin.database_url(settings)
+    if args.action == "add":
+        if not args.email or not args.name:
+            raise LyktaError("operators add needs --email and --name")
+        password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+        print(cases_admin.add_operator(url, args.email, args.name, args.tenant or [], password))
+    elif args.action == "disable":
+        if not args.email:
+            raise LyktaError("operators disable needs --email")
+        print(cases_admin.disable_operator(url, args.email))
+    else:
+        for line in cases_admin.list_operators(url):
+            print(line)
+    return 0
+
+
 def _tokens(settings: config.Settings, args: argparse.Namespace) -> int:
     from cases import admin as cases_admin
     from lykta import admin
@@ -151,6 +173,7 @@ def _api(settings: config.Settings, args: argparse.Namespace) -> int:
         queue_wait_s=settings.api_queue_wait_s,
         public_url=settings.api_public_url,
         map_tiles=settings.map_tiles,
+        grafana_url=settings.grafana_url,
     )
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=settings.log_level.lower())
     return 0
@@ -191,6 +214,16 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--areas", help="maintenance areas served, comma-separated (default: all)")
     p.add_argument("--skills", help="skills, comma-separated, e.g. lighting,electrical (default: any)")
     p.set_defaults(func=_crews)
+
+    p = sub.add_parser("operators", help="people who sign in to the operator console (lykta api: /console)")
+    p.add_argument("action", choices=["add", "list", "disable"])
+    p.add_argument("--email", help="add, disable: the person's e-mail address (their sign-in)")
+    p.add_argument("--name", help="add: the person's name")
+    p.add_argument("--tenant", action="append", help="add: a municipality they work for (repeatable)")
+    p.add_argument(
+        "--password-stdin", action="store_true", help="add: read the password from standard input (else one is made)"
+    )
+    p.set_defaults(func=_operators)
 
     p = sub.add_parser("tokens", help="API tokens of operators, crew members and Open311 applications")
     p.add_argument("action", choices=["create", "revoke"])

@@ -136,3 +136,18 @@ def centre(conn: psycopg.Connection, tenant_id: str) -> tuple[float, float] | No
     if row is None or row[0] is None:
         return None
     return float(row[0]), float(row[1])
+
+
+def readings(  # noqa: PLR0917 - one series of one device
+    conn: psycopg.Connection, device_key: int, metric: str, start: float, end: float, bucket_s: float
+) -> list[tuple[float, float]]:
+    """A device's readings of ``metric`` from ``start`` to ``end`` (device time), averaged per ``bucket_s``."""
+    rows = conn.execute(
+        """SELECT extract(epoch FROM time_bucket(make_interval(secs => %(b)s), t.device_time))::float8 AS at,
+                  avg(t.value)::float8
+           FROM telemetry t JOIN metrics m ON m.metric_id = t.metric_id AND m.name = %(m)s
+           WHERE t.device_key = %(d)s AND t.device_time >= to_timestamp(%(s)s) AND t.device_time < to_timestamp(%(e)s)
+           GROUP BY 1 ORDER BY 1""",
+        {"b": bucket_s, "m": metric, "d": device_key, "s": start, "e": end},
+    ).fetchall()
+    return [(float(r[0]), float(r[1])) for r in rows if r[1] is not None]

@@ -1,0 +1,44 @@
+-- The operator console: people sign in with their own account (e-mail and a password hashed with scrypt); a
+-- person may work for several municipalities (an association's staff) and switches between them. Sessions
+-- are kept by the SHA-256 of their cookie, with an expiry and a CSRF token for the forms.
+CREATE TABLE operators (
+    operator_id   bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    email         text        NOT NULL CHECK (email ~ '^[^@\s]+@[^@\s]+$' AND length(email) <= 254),
+    name          text        NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    password_hash text        NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    disabled_at   timestamptz
+);
+CREATE UNIQUE INDEX operators_email ON operators (lower(email));
+
+CREATE TABLE operator_tenants (
+    operator_id bigint NOT NULL REFERENCES operators (operator_id) ON DELETE CASCADE,
+    tenant_id   text   NOT NULL REFERENCES tenants (tenant_id),
+    PRIMARY KEY (operator_id, tenant_id)
+);
+ALTER TABLE operator_tenants ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON operator_tenants
+    USING (tenant_id = ANY ((SELECT lykta_visible_tenants())::text[]));
+
+CREATE TABLE console_sessions (
+    session_hash text        PRIMARY KEY,
+    operator_id  bigint      NOT NULL REFERENCES operators (operator_id) ON DELETE CASCADE,
+    csrf         text        NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    seen_at      timestamptz NOT NULL DEFAULT now(),
+    expires_at   timestamptz NOT NULL,
+    ended_at     timestamptz
+);
+CREATE INDEX console_sessions_operator ON console_sessions (operator_id);
+
+-- Failed sign-ins, by e-mail digest and network address digest, for slowing down guessing.
+CREATE TABLE console_failures (
+    key text        NOT NULL,
+    at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX console_failures_key ON console_failures (key, at);
+
+-- The console lists cases with their crew and place, filtered and paged, for municipalities of 10,000 cases.
+CREATE INDEX IF NOT EXISTS work_orders_case ON work_orders (case_id, work_order_id);
+CREATE INDEX cases_tenant_due ON cases (tenant_id, due_at, case_id);
+CREATE INDEX outbox_failing ON outbox (tenant_id) WHERE sent_at IS NULL AND (failed_at IS NOT NULL OR attempts >= 3);
