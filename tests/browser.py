@@ -19,6 +19,7 @@ SCREENS = Path(os.environ.get("LYKTA_SCREENSHOTS", ROOT / "build" / "screens"))
 """where the tests put their screenshots (docs/ takes the ones it shows from here)"""
 PHONE: dict[str, Any] = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
 TABLET: dict[str, Any] = {"viewport": {"width": 820, "height": 1180}, "is_mobile": True, "has_touch": True}
+DESKTOP: dict[str, Any] = {"viewport": {"width": 1366, "height": 900}}
 
 
 @contextmanager
@@ -39,6 +40,11 @@ def phone(browser: Browser, **extra: Any) -> BrowserContext:
     """A phone-sized context. The pages' content security policy lets only their own scripts run, and the
     test injects axe-core: the context bypasses the policy (tests/integration/test_pages.py checks it is sent)."""
     return browser.new_context(**PHONE, bypass_csp=True, **extra)
+
+
+def sized(browser: Browser, size: dict[str, Any], **extra: Any) -> BrowserContext:
+    """A context of the given size (DESKTOP, TABLET, PHONE), bypassing the pages' policy as :func:`phone` does."""
+    return browser.new_context(**size, bypass_csp=True, **extra)
 
 
 def small_targets(page: Page) -> list[str]:

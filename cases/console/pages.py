@@ -483,6 +483,7 @@ def case_action(  # noqa: PLR0917 - one action, its form fields
     crew_id: Annotated[str | None, Form(max_length=63)] = None,
     into: Annotated[str | None, Form(max_length=20)] = None,
     note: Annotated[str | None, Form(max_length=4000)] = None,
+    back: Annotated[str | None, Form(pattern="^inbox$")] = None,
 ) -> Response:
     c = _own_case(conn, desk, case_id)
     if action not in ("assign", "merge", "close", "reopen", "note"):
@@ -494,7 +495,7 @@ def case_action(  # noqa: PLR0917 - one action, its form fields
     except (CaseError, WorkOrderError) as exc:
         return _case_page(request, conn, desk, case_id, str(exc))
     conn.commit()
-    return _done(desk, f"cases/{case_id}")
+    return _done(desk, back or f"cases/{case_id}")
 
 
 # -- crews and assets ----------------------------------------------------------------------------------------------
