@@ -186,7 +186,13 @@ def run(settings: Settings, inventory: Path | None = None) -> int:
     demo_cases.run(settings, url, tenant_id, _say)
     _say("rollups and daylight (lykta db maintain)", admin.maintain(url, settings.retention_days))
     _say("Grafana dashboards (lykta dashboards build)", _dashboards(settings, url))
-    print(f"\nThe services keep running; stop them with: lykta --state-dir {settings.state_dir} services down")
+    sign_in = demo_cases.operator_account(url, tenant_id)
+    lykta = f"lykta --state-dir {settings.state_dir}"
+    print(f"\nThe services keep running; stop them with: {lykta} services down")
+    print(
+        f"The operator console: start the API with `{lykta} api`, then open "
+        f"http://{settings.api_host}:{settings.api_port}/console and sign in as {sign_in}"
+    )
     return 0
 
 

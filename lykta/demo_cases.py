@@ -122,6 +122,13 @@ def run(settings: Settings, url: str, tenant_id: str, say: Any) -> None:
         _api_walkthrough(settings, url, tenant_id, local)
 
 
+def operator_account(url: str, tenant_id: str) -> str:
+    """The demo's operator, for the console: ``<e-mail> with password <password>`` (a new password each run)."""
+    email = f"operator@{tenant_id}.example"
+    made = cases_admin.add_operator(url, email, "Demo Operator", [tenant_id], None)
+    return f"{email} with password {made.rsplit(' ', 1)[-1]}"
+
+
 def _case_summary(url: str, tenant_id: str) -> list[str]:
     with psycopg.connect(url) as conn:
         rows, orders = reports.case_summary(conn, tenant_id)

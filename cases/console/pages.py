@@ -43,7 +43,7 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 PAGE = 50
 STATUSES = ("active", "open", "in_repair", "verifying", "resolved")
 PRIORITIES = ("immediate", "days", "month", "round")
-SOURCES = ("telemetry", "citizen")
+SOURCES = ("telemetry", "citizen", "operator")
 
 
 def _page(request: Request, desk: Desk, template: str, status: int = 200, **context: Any) -> Response:

@@ -67,6 +67,7 @@ WORDS: dict[str, dict[str, str]] = {
     "active": {"en": "active", "sv": "aktiva", "pt": "ativos"},
     "telemetry": {"en": "sensor", "sv": "sensor", "pt": "sensor"},
     "citizen": {"en": "citizen", "sv": "medborgare", "pt": "cidadão"},
+    "operator": {"en": "operator", "sv": "handläggare", "pt": "operador"},
     "case": {"en": "Case", "sv": "Ärende", "pt": "Processo"},
     "asset": {"en": "Asset", "sv": "Objekt", "pt": "Equipamento"},
     "due": {"en": "Due", "sv": "Senast", "pt": "Prazo"},

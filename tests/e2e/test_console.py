@@ -41,9 +41,16 @@ def _world(api: Api) -> None:
     finding(api.url, "WB-01", "binFull", NIGHT)  # waste work: no crew has the skill
     sync(api.url, api.clock[0])
     for text, lat, lon in (("Lampan vid skolan är släckt", 56.051488, 12.69026), ("Något är trasigt", 56.0, 12.69)):
-        posted = httpx.post(api.base + "/open311/v2/requests.json",
-                            data={"service_code": "streetlight-out", "lat": lat, "long": lon, "description": text,
-                                  "jurisdiction_id": "solvik"})
+        posted = httpx.post(
+            api.base + "/open311/v2/requests.json",
+            data={
+                "service_code": "streetlight-out",
+                "lat": lat,
+                "long": lon,
+                "description": text,
+                "jurisdiction_id": "solvik",
+            },
+        )
         assert posted.status_code == 200, posted.text  # fmt: skip
     with psycopg.connect(api.url, autocommit=True) as conn:
         conn.execute("UPDATE outbox SET attempts = 5, failed_at = now(), last_error = 'HTTP 500' "
