@@ -123,3 +123,37 @@ def test_console_pages_carry_security_headers(api: Api) -> None:
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert page.headers["x-frame-options"] == "DENY"
     assert httpx.get(api.base + "/console/solvik/inbox").headers["location"] == "/console/login"
+
+
+def _links(node: object) -> list[str]:
+    if isinstance(node, dict):
+        found = [str(node["url"])] if "url" in node and "title" in node else []
+        return found + [u for v in node.values() for u in _links(v)]
+    if isinstance(node, list):
+        return [u for v in node for u in _links(v)]
+    return []
+
+
+def test_grafana_and_the_console_link_both_ways(api: Api) -> None:
+    """A fault row in Grafana opens the case in the console; a case opens the asset dashboard at its time."""
+    from dashboards import build
+
+    add_crews(api.url)
+    finding(api.url, "SL-0003", "lampFailure", NIGHT)
+    sync(api.url, api.clock[0])
+    admin.add_operator(api.url, "eva@solvik.example", "Eva", ["solvik"], PASSWORD)
+    case_links = {u for doc in build.build_all(api.base).values() for u in _links(doc) if "/console/" in u}
+    assert case_links, "no dashboard links to the console"
+    api.app.state.grafana_url = "https://grafana.example"  # type: ignore[union-attr]
+    with closing(signed_in(api, "eva@solvik.example")) as eva:
+        for template in case_links:
+            url = re.sub(r"\$\{__data\.fields\.tenant_id\}", "solvik", template)
+            url = re.sub(r"\$\{__data\.fields\.[a-z_]+\}", "1", url)
+            opened = eva.get(url.removeprefix(api.base))
+            assert opened.status_code == 200 and "Ärende #1: Släckt lampa" in opened.text, url
+        page = eva.get("/console/solvik/cases/1").text
+    link = re.search(r'href="(https://grafana\.example/d/lykta-asset/[^"]+)"', page)
+    assert link, "no link to the asset dashboard"
+    assert "var-tenant=solvik&amp;var-asset=SL-0003&amp;from=" in link[1]
+    start = int(re.search(r"from=(\d+)", link[1])[1])  # type: ignore[index]
+    assert start == int((NIGHT - 86400) * 1000)  # a day before the fault was seen
