@@ -144,7 +144,7 @@ def test_grafana_and_the_console_link_both_ways(api: Api) -> None:
     admin.add_operator(api.url, "eva@solvik.example", "Eva", ["solvik"], PASSWORD)
     case_links = {u for doc in build.build_all(api.base).values() for u in _links(doc) if "/console/" in u}
     assert case_links, "no dashboard links to the console"
-    api.app.state.grafana_url = "https://grafana.example"  # type: ignore[union-attr]
+    api.app.state.grafana_url = "https://grafana.example"
     with closing(signed_in(api, "eva@solvik.example")) as eva:
         for template in case_links:
             url = re.sub(r"\$\{__data\.fields\.tenant_id\}", "solvik", template)
