@@ -157,3 +157,29 @@ def test_grafana_and_the_console_link_both_ways(api: Api) -> None:
     assert "var-tenant=solvik&amp;var-asset=SL-0003&amp;from=" in link[1]
     start = int(re.search(r"from=(\d+)", link[1])[1])  # type: ignore[index]
     assert start == int((NIGHT - 86400) * 1000)  # a day before the fault was seen
+
+
+def test_a_cases_chart_draws_the_assets_readings_and_crews_are_edited(api: Api) -> None:
+    from tests.integration.test_rules import store_readings
+
+    add_crews(api.url)
+    finding(api.url, "SL-0003", "lampFailure", NIGHT)
+    sync(api.url, api.clock[0])
+    store_readings(api.url, "SLC-0003", [(NIGHT - 7200 + 600 * i, {"power_w": 70.0 if i < 12 else 0.0})
+                                         for i in range(24)])  # fmt: skip
+    admin.add_operator(api.url, "eva@solvik.example", "Eva", ["solvik"], PASSWORD)
+    with closing(signed_in(api, "eva@solvik.example")) as eva:
+        chart = eva.get("/console/solvik/cases/1/chart.svg")
+        assert chart.headers["content-type"] == "image/svg+xml"
+        points = re.search(r'<polyline [^>]*points="([^"]+)"', chart.text)
+        assert points and len(points[1].split()) >= 12 and "power_w: 0 to 70" in chart.text
+        page = eva.get("/console/solvik/crews").text
+        edited = eva.post("/console/solvik/crews", data={"csrf": csrf_of(page), "crew_id": "ljus", "name": "Ljus AB",
+                                                         "skills": "lighting, electrical", "areas": ""})  # fmt: skip
+        assert edited.headers["location"] == "/console/solvik/crews?msg=saved"
+        bad = eva.post("/console/solvik/crews", data={"csrf": csrf_of(page), "crew_id": "ljus", "name": "Ljus AB",
+                                                      "webhook_url": "ftp://x"})  # fmt: skip
+        assert bad.status_code == 409 and "http://" in bad.text
+    with psycopg.connect(api.url) as conn:
+        row = conn.execute("SELECT name, skills, active FROM crews WHERE crew_id = 'ljus'").fetchone()
+    assert row == ("Ljus AB", ["lighting", "electrical"], False)  # the box left unticked: no longer active
