@@ -1,4 +1,4 @@
-// The cases' map in the operator console: the filtered cases (the list's own GeoJSON export) as markers,
+// The cases' map in the operator console: the filtered cases (the list's filters, as compact GeoJSON) as markers,
 // each linking to its case; tiles when a tile server is configured.
 (function () {
   "use strict";
@@ -21,7 +21,7 @@
       onEachFeature: function (feature, marker) {
         var p = feature.properties;
         var link = document.createElement("a");
-        link.href = p.url;
+        link.href = box.dataset.base + "/cases/" + p.case_id;
         link.textContent = "#" + p.case_id + " " + p.asset_id;
         marker.bindPopup(link);
       }
