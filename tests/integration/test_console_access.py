@@ -183,3 +183,25 @@ def test_a_cases_chart_draws_the_assets_readings_and_crews_are_edited(api: Api) 
     with psycopg.connect(api.url) as conn:
         row = conn.execute("SELECT name, skills, active FROM crews WHERE crew_id = 'ljus'").fetchone()
     assert row == ("Ljus AB", ["lighting", "electrical"], False)  # the box left unticked: no longer active
+
+
+def test_the_case_list_pages_through_every_case_once(api: Api) -> None:
+    with psycopg.connect(api.url, autocommit=True) as conn:
+        conn.execute(
+            """INSERT INTO cases (tenant_id, asset_id, fault, status, priority, severity, source, observed_at,
+                                  opened_at, due_at, resolved_at, resolution)
+               SELECT 'solvik', a.asset_id, 'lampFailure', 'resolved', 'round', 'major', 'telemetry',
+                      now() - make_interval(days => n), now() - make_interval(days => n), now(),
+                      now() - make_interval(days => n) + interval '1 hour', 'verified'
+               FROM (SELECT asset_id, (row_number() OVER (ORDER BY asset_id))::int AS n FROM assets
+                     WHERE kind = 'streetlight' LIMIT 120) a"""
+        )
+    admin.add_operator(api.url, "eva@solvik.example", "Eva", ["solvik"], PASSWORD)
+    seen: list[str] = []
+    with closing(signed_in(api, "eva@solvik.example")) as eva:
+        for page in (1, 2, 3):
+            text = eva.get("/console/solvik/cases", params={"status": "resolved", "page": page}).text
+            assert f"{page} / 3" in text
+            seen += re.findall(r'<a href="/console/solvik/cases/(\d+)">', text)
+        assert "50 av 120" in eva.get("/console/solvik/cases", params={"status": "resolved"}).text
+    assert len(seen) == 120 and len(set(seen)) == 120  # every case once, none twice
