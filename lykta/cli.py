@@ -20,9 +20,13 @@ def _services(settings: config.Settings, args: argparse.Namespace) -> int:
     if args.action == "up":
         security = services.security_from(settings, anonymous=args.anonymous)
         state = services.up(
-            settings.state_dir, ephemeral=args.ephemeral, security=security, autosave_s=settings.mqtt_autosave_seconds
+            settings.state_dir,
+            ephemeral=args.ephemeral,
+            security=security,
+            autosave_s=settings.mqtt_autosave_seconds,
+            high_availability=args.ha,
         )
-        for line in services.describe(state):
+        for line in services.describe(state, settings.state_dir):
             print(line)
         print(f"connection settings recorded in {settings.services_file}")
     elif args.action == "down":
@@ -204,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--anonymous",
         action="store_true",
         help="let any client use the broker without an account (like mqtt_security = false): never in production",
+    )
+    p.add_argument(
+        "--ha",
+        action="store_true",
+        help="up: the database as three PostgreSQL members under Patroni and etcd, synchronous (docs/operations.md)",
     )
     p.set_defaults(func=_services)
 

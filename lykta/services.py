@@ -14,7 +14,7 @@ import psycopg
 
 from floor.config import Settings
 from floor.errors import ServiceError
-from lykta import mosquitto, postgres
+from lykta import ha, mosquitto, postgres
 from lykta.broker_accounts import admin_login, write_broker_file
 from lykta.mosquitto import BrokerSecurity, MqttInfo
 from lykta.postgres import PostgresInfo
@@ -109,19 +109,26 @@ def up(
     postgres_settings: dict[str, str] | None = None,
     security: BrokerSecurity | None = None,
     autosave_s: int = mosquitto.AUTOSAVE_SECONDS,
+    high_availability: bool = False,
 ) -> ServiceState:
     """Start both services (those already running are kept) and record where they run. With ``security``
     the broker refuses anonymous clients and knows the accounts provisioned in the database (if it is
-    migrated), and serves TLS when a certificate is given."""
+    migrated), and serves TLS when a certificate is given. With ``high_availability`` the database is three
+    PostgreSQL members under Patroni with etcd, in synchronous mode (lykta/ha.py)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o755)
     for line in place_data(state_dir):
         log.info(line)
     previous = ServiceState.load(state_dir)
-    pg = postgres.start(state_dir.resolve(), previous.postgres, ephemeral=ephemeral, extra=postgres_settings)
+    if high_availability:
+        pg = None
+        url = ha.up(state_dir, ephemeral=ephemeral).url()
+    else:
+        pg = postgres.start(state_dir.resolve(), previous.postgres, ephemeral=ephemeral, extra=postgres_settings)
+        url = pg.url()
     ServiceState(postgres=pg, mqtt=previous.mqtt).save(state_dir)
     if security is not None and security.authenticate:
-        accounts = broker_files_from_registry(pg.url(), state_dir)
+        accounts = broker_files_from_registry(url, state_dir)
         log.info("broker accounts: %s", "none yet (schema not migrated)" if accounts is None else accounts)
     mq = mosquitto.start(state_dir.resolve(), previous.mqtt, security, autosave_s=autosave_s)
     state = ServiceState(postgres=pg, mqtt=mq)
@@ -140,8 +147,13 @@ def broker_files_from_registry(database_url: str, state_dir: Path) -> int | None
     return len(found)
 
 
-def describe(state: ServiceState) -> list[str]:
+def describe(state: ServiceState, state_dir: Path | None = None) -> list[str]:
     lines = []
+    cluster = ha.HaCluster.load((state_dir / "ha").resolve()) if state_dir and not state.postgres else None
+    if cluster is not None:
+        roles = ha.roles(cluster)
+        lines += [f"postgresql {m.name}: 127.0.0.1:{m.pg_port} ({roles[m.name]}, Patroni)" for m in cluster.members]
+        lines.append(f"etcd: {', '.join(f'127.0.0.1:{e.client_port}' for e in cluster.etcd)}")
     if state.postgres:
         lines.append(f"postgresql: 127.0.0.1:{state.postgres.port} (pid {state.postgres.pid})")
     if state.mqtt:
@@ -159,6 +171,8 @@ def down(state_dir: Path) -> list[str]:
         said.append("mosquitto was never started here")
     if state.postgres:
         said.append("postgresql stopped" if postgres.stop(state.postgres) else "postgresql was not running")
+    elif (state_dir / "ha" / "cluster.json").exists():
+        said += [f"high availability {line}" for line in ha.down(state_dir)]
     else:
         said.append("postgresql was never started here")
     return said
@@ -174,6 +188,13 @@ def status(state_dir: Path) -> list[str]:
             f"postgresql {'running' if alive else 'stopped'}: 127.0.0.1:{pg.port} pid {pg.pid} "
             f"database {pg.database} data {pg.data_dir}"
         )
+    elif (cluster := ha.HaCluster.load((state_dir / "ha").resolve())) is not None:
+        roles = ha.roles(cluster)
+        lines += [
+            f"postgresql {m.name} {'running' if roles[m.name] != 'down' else 'stopped'}: 127.0.0.1:{m.pg_port} "
+            f"{roles[m.name]} (Patroni)"
+            for m in cluster.members
+        ]
     else:
         lines.append(f"postgresql: never started with state directory {state_dir}")
     if state.mqtt:
@@ -190,11 +211,14 @@ def database_url(settings_url: str | None, state_dir: Path) -> str:
     if settings_url:
         return settings_url
     state = ServiceState.load(state_dir)
-    if not state.postgres:
-        raise ServiceError(
-            f"no database configured: set LYKTA_DATABASE_URL or run `lykta services up` (state directory {state_dir})"
-        )
-    return state.postgres.url()
+    if state.postgres:
+        return state.postgres.url()
+    cluster = ha.HaCluster.load((state_dir / "ha").resolve())
+    if cluster is not None:
+        return cluster.url()
+    raise ServiceError(
+        f"no database configured: set LYKTA_DATABASE_URL or run `lykta services up` (state directory {state_dir})"
+    )
 
 
 def mqtt_url(settings_url: str | None, state_dir: Path) -> str:
