@@ -16,8 +16,11 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from lykta import ha
+from floor import inventory
+from lykta import ha, services
+from storage import assets, migrations, tenants
 from tests.conftest import make_state_dir
+from tests.helpers import EXAMPLES, wait_for
 
 pytestmark = pytest.mark.reliability
 
@@ -124,3 +127,70 @@ def test_a_switchover_loses_nothing(cluster: ha.HaCluster) -> None:
     assert set(before) <= stored and {n for n, _ in committed} <= stored  # nothing acknowledged is lost
     pause = max(b - a for (_, a), (_, b) in itertools.pairwise(committed))
     print(f"\n{len(committed)} commits through the switchover; the longest pause {pause:.1f} s")
+
+
+@pytest.fixture(scope="module")
+def ha_services() -> Iterator[tuple[ha.HaCluster, str]]:
+    """The broker and the Patroni cluster, as ``lykta services up --ha`` starts them; Solvik migrated."""
+    missing = [b for b in ("patroni", "etcd") if shutil.which(b) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed here: ./bootstrap setup installs patroni and etcd-server")
+    state = make_state_dir("lykta-ha-ingest-")
+    try:
+        started = services.up(state, ephemeral=True, high_availability=True)
+        cluster = ha.HaCluster.load(state / "ha")
+        assert cluster is not None and started.mqtt is not None and started.postgres is None
+        with psycopg.connect(cluster.url(), autocommit=True) as conn:
+            migrations.migrate(conn)
+            tenants.upsert(conn, "solvik", "Solvik kommun")
+            assets.import_records(conn, "solvik", inventory.parse_file(EXAMPLES / "solvik.csv"), "solvik.csv")
+        yield cluster, started.mqtt.url
+    finally:
+        services.down(state)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_ingest_follows_the_primary_and_loses_nothing_acknowledged(ha_services: tuple[ha.HaCluster, str]) -> None:
+    """2,000 msg/s while the primary's machine is lost: every message the broker took is stored exactly once on
+    the new primary, and ingest writes again once a new primary is elected."""
+    from tests.integration.test_ingest_faults import IngestProcess, _count, _stream
+
+    cluster, mqtt_url = ha_services
+    url = cluster.url()
+    base = time.time() - 86400
+    total, rate = 24_000, 2000
+    ingest = IngestProcess(url, mqtt_url, "ha-ingest", LYKTA_INGEST_BATCH_MESSAGES="500")
+    timeline: list[tuple[float, int]] = []
+    try:
+        ingest.start()
+        stream = _stream(int(mqtt_url.rsplit(":", 1)[1]), 0, total, base, rate=rate)
+        time.sleep(4.0)
+        lost = ha.leader(cluster)
+        assert lost is not None
+        postmaster = ha.postmaster_pid(cluster, lost)
+        assert postmaster is not None
+        killed = time.monotonic()
+        for pid in (lost.pid, postmaster):
+            os.kill(pid, signal.SIGKILL)
+        while stream.is_alive() or time.monotonic() - killed < 60:
+            timeline.append((time.monotonic() - killed, _count(url)))
+            if timeline[-1][1] == total * 6:
+                break
+            time.sleep(0.1)
+        stream.join(60)
+        wait_for(lambda: _count(url) == total * 6, timeout=120, what="every reading after the failover")
+        assert ingest.proc is not None and ingest.proc.poll() is None, "ingest must survive the failover"
+    finally:
+        ingest.close()
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            """SELECT count(*), count(DISTINCT (device_key, metric_id, device_time)) FROM telemetry"""
+        ).fetchone()
+        dead = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
+    assert row == (total * 6, total * 6) and dead == (0,)  # each reading once, none rejected
+    at_kill = next(n for t, n in timeline if t >= 0)
+    resumed = next((t for t, n in timeline if n > at_kill and n > 0), None)
+    assert resumed is not None
+    print(f"\ningest wrote again {resumed:.1f} s after the primary's machine was lost")
+    ha.start_member(cluster, lost, ephemeral=True)
+    ha.wait_for(cluster, timeout=120)
