@@ -63,7 +63,13 @@ def create_app(
     it (``api_public_url``), for the addresses it gives out; ``map_tiles``: the report page's map tiles (none:
     the page works without)."""
     pool = ConnectionPool(
-        url, min_size=pool_size, max_size=pool_size, open=False, timeout=queue_wait_s, kwargs={"autocommit": False}
+        url,
+        min_size=pool_size,
+        max_size=pool_size,
+        open=False,
+        timeout=queue_wait_s,
+        kwargs={"autocommit": False},
+        check=ConnectionPool.check_connection,  # a connection the database dropped (a failover) is replaced
     )
 
     @asynccontextmanager

@@ -48,14 +48,14 @@ def test_demo_brings_up_services_migrates_and_imports_the_sample(state_dir: Path
     assert "as lykta_grafana_solvik" in out
     signed = re.search(r"open http://127\.0\.0\.1:8080/console and sign in as (\S+) with password (\S+)", out)
     assert signed, out[-600:]  # the demo ends with the console's address and a sign-in that works
-    from fastapi.testclient import TestClient
+    import httpx
 
     from cases.api import create_app
     from cases.policy import Policies
+    from tests.helpers import served
 
-    with TestClient(create_app(recorded.url(), Policies(), pool_size=1)) as console:
-        answer = console.post("/console/login", data={"email": signed[1], "password": signed[2]},
-                              follow_redirects=False)  # fmt: skip
+    with served(create_app(recorded.url(), Policies(), pool_size=1)) as base:
+        answer = httpx.post(base + "/console/login", data={"email": signed[1], "password": signed[2]})
         assert answer.status_code == 303 and answer.headers["location"] == "/console"
     second = run("--state-dir", str(state_dir), "demo")
     assert second.returncode == 0, second.stderr

@@ -20,7 +20,7 @@ from floor import inventory
 from lykta import ha, services
 from storage import assets, migrations, tenants
 from tests.conftest import make_state_dir
-from tests.helpers import EXAMPLES, wait_for
+from tests.helpers import EXAMPLES, served, wait_for
 
 pytestmark = pytest.mark.reliability
 
@@ -194,3 +194,64 @@ def test_ingest_follows_the_primary_and_loses_nothing_acknowledged(ha_services: 
     print(f"\ningest wrote again {resumed:.1f} s after the primary's machine was lost")
     ha.start_member(cluster, lost, ephemeral=True)
     ha.wait_for(cluster, timeout=120)
+
+
+def test_cases_and_the_api_carry_on_after_a_failover(ha_services: tuple[ha.HaCluster, str]) -> None:
+    """A case opened before the primary is lost is there after; the cases service and the API go on, the API's
+    first answer after the failover included (its pooled connections to the lost primary are replaced)."""
+    import httpx
+
+    from cases import service as cases_service
+    from cases.api import create_app
+    from cases.policy import Policies
+    from floor import config
+    from tests.integration.test_api import bearer
+    from tests.integration.test_cases import add_crews, finding
+
+    cluster, _ = ha_services
+    url = cluster.url()
+    settings = config.load(environ={}, smtp_port=9)
+    add_crews(url)
+    finding(url, "SL-0003", "lampFailure", time.time() - 3600)
+    assert cases_service.run_once(url, Policies(), settings, time.time()).opened == 1
+    token = TestClientToken.make(url)
+    with served(create_app(url, Policies(), pool_size=2)) as base, httpx.Client(base_url=base) as api:
+        assert len(api.get("/api/v1/cases", headers=bearer(token)).json()) == 1
+        lost = ha.leader(cluster)
+        assert lost is not None
+        postmaster = ha.postmaster_pid(cluster, lost)
+        assert postmaster is not None
+        for pid in (lost.pid, postmaster):
+            os.kill(pid, signal.SIGKILL)
+        _write_until_it_works_anywhere(url)
+        answer = api.get("/api/v1/cases", headers=bearer(token))
+        assert answer.status_code == 200 and [c["asset_id"] for c in answer.json()] == ["SL-0003"]
+    finding(url, "SL-0151", "lampFailure", time.time() - 600)
+    assert cases_service.run_once(url, Policies(), settings, time.time()).opened == 1  # the service goes on
+    ha.start_member(cluster, lost, ephemeral=True)
+    ha.wait_for(cluster, timeout=120)
+
+
+class TestClientToken:
+    @staticmethod
+    def make(url: str) -> str:
+        from cases.api_auth import hash_token, new_token
+        from storage import api as api_store
+
+        token = new_token()
+        with psycopg.connect(url, autocommit=True) as conn:
+            api_store.create_token(conn, hash_token(token), "solvik", "operator", None, "ha test")
+        return token
+
+
+def _write_until_it_works_anywhere(url: str, timeout: float = 60.0) -> None:
+    began = time.monotonic()
+    while True:
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("CREATE TEMP TABLE probe (x int)")
+                return
+        except psycopg.Error:
+            if time.monotonic() - began > timeout:
+                raise
+            time.sleep(0.1)
