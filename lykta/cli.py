@@ -62,6 +62,8 @@ def _devices(settings: config.Settings, args: argparse.Namespace) -> int:
 def _db(settings: config.Settings, args: argparse.Namespace) -> int:
     from lykta import admin
 
+    if args.action in ("backup", "restore"):
+        return _backup(settings, args)
     url = admin.database_url(settings)
     if args.action == "migrate":
         for line in admin.migrate(url, settings.retention_days):
@@ -72,6 +74,28 @@ def _db(settings: config.Settings, args: argparse.Namespace) -> int:
     else:
         for line in admin.maintain(url, settings.retention_days):
             print(line)
+    return 0
+
+
+def _backup(settings: config.Settings, args: argparse.Namespace) -> int:
+    import time
+
+    from lykta import backup, services
+
+    recorded = services.ServiceState.load(settings.state_dir).postgres
+    if recorded is None:
+        raise LyktaError(
+            f"no local cluster in {settings.state_dir}: lykta db backup works on the cluster of `lykta services up` "
+            "(for other clusters, configure pgBackRest as docs/operations.md shows)"
+        )
+    if args.action == "backup":
+        for line in backup.backup(settings.state_dir, recorded, args.kind):
+            print(line)
+        return 0
+    into = Path(args.into) if args.into else settings.state_dir / f"restored-{int(time.time())}"
+    info = backup.restore(settings.state_dir, args.to, into)
+    print(f"restored into {into}: running on 127.0.0.1:{info.port} (pid {info.pid})")
+    print(f"connect with: {info.url()}")
     return 0
 
 
@@ -219,10 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("db", help="database schema and maintenance")
     p.add_argument(
         "action",
-        choices=["migrate", "info", "maintain"],
+        choices=["migrate", "info", "maintain", "backup", "restore"],
         help="migrate: apply pending migrations; info: versions, edition and storage path; "
-        "maintain: refresh rollups and apply retention where lykta does it",
+        "maintain: refresh rollups and apply retention where lykta does it; backup: a pgBackRest backup of the "
+        "local cluster (WAL archived continuously from then on); restore: the drill, into a fresh cluster",
     )
+    p.add_argument("--kind", default="full", choices=["full", "diff", "incr"], help="backup: its kind")
+    p.add_argument("--to", help="restore: the point in time (e.g. '2026-12-02 07:30:00+00'; default: the latest)")
+    p.add_argument("--into", help="restore: a fresh directory for the restored cluster")
     p.set_defaults(func=_db)
 
     p = sub.add_parser("tenants", help="municipalities sharing this installation")

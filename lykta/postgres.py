@@ -6,7 +6,7 @@ import re
 import secrets
 import signal
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -73,12 +73,29 @@ def _run(argv: list[str], account: Account | None, what: str) -> None:
         raise ServiceError(f"{what} failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()}")
 
 
-def _config(port: int, ephemeral: bool, extra: dict[str, str] | None = None) -> str:
+def socket_dir(info: PostgresInfo) -> Path:
+    """The cluster's Unix socket directory (only its service account may enter): for pgBackRest."""
+    return Path(info.data_dir).parent
+
+
+def config_text(port: int, root: Path, *, ephemeral: bool = False, archive: bool = True,
+                extra: dict[str, str] | None = None) -> str:  # fmt: skip
+    """lykta's settings of a local cluster whose data is under ``root``. WAL archiving is on, discarding until
+    backups are set up (lykta/backup.py points ``archive_command`` at pgBackRest with ALTER SYSTEM)."""
+    return _config(port, ephemeral, extra, root, archive)
+
+
+def _config(
+    port: int, ephemeral: bool, extra: dict[str, str] | None = None, root: Path | None = None, archive: bool = True
+) -> str:
     lines = [
         "# written by lykta services up; changes are overwritten",
         "listen_addresses = '127.0.0.1'",
         f"port = {port}",
-        "unix_socket_directories = ''",
+        f"unix_socket_directories = '{root}'" if root else "unix_socket_directories = ''",
+        "unix_socket_permissions = 0700",
+        f"archive_mode = {'on' if archive else 'off'}",
+        "archive_command = '/bin/true'",
         "shared_preload_libraries = 'timescaledb'",
         "timescaledb.telemetry_level = 'off'",
         "max_connections = 200",
@@ -142,12 +159,30 @@ def start(
         with (data / "postgresql.conf").open("a") as fh:
             fh.write("\ninclude_if_exists = 'lykta.conf'\n")
     port = free_port(previous.port if previous else None)
-    (data / "lykta.conf").write_text(_config(port, ephemeral, extra))
+    (data / "lykta.conf").write_text(_config(port, ephemeral, extra, root))
     if account:
         account.own(root)
+    info = PostgresInfo(
+        host="127.0.0.1",
+        port=port,
+        user=SUPERUSER,
+        password=password,
+        database=DATABASE,
+        pid=0,
+        data_dir=str(data),
+        bindir=str(bindir),
+    )
+    info = start_existing(root, info)
+    _ensure_database(info)
+    return info
+
+
+def start_existing(root: Path, info: PostgresInfo) -> PostgresInfo:
+    """Start the cluster whose data is ``info.data_dir`` (logging to ``root/postgres.log``); where it runs."""
+    data = Path(info.data_dir)
     _run(
         [
-            str(bindir / "pg_ctl"),
+            str(Path(info.bindir) / "pg_ctl"),
             "-D",
             str(data),
             "-l",
@@ -157,22 +192,11 @@ def start(
             "120",
             "start",
         ],
-        account,
+        Account.for_service("postgres"),
         f"starting PostgreSQL (log: {root / 'postgres.log'})",
     )
     pid = int((data / "postmaster.pid").read_text().split("\n", 1)[0])
-    info = PostgresInfo(
-        host="127.0.0.1",
-        port=port,
-        user=SUPERUSER,
-        password=password,
-        database=DATABASE,
-        pid=pid,
-        data_dir=str(data),
-        bindir=str(bindir),
-    )
-    _ensure_database(info)
-    return info
+    return replace(info, pid=pid)
 
 
 def _ensure_database(info: PostgresInfo) -> None:
