@@ -255,3 +255,43 @@ def _write_until_it_works_anywhere(url: str, timeout: float = 60.0) -> None:
             if time.monotonic() - began > timeout:
                 raise
             time.sleep(0.1)
+
+
+def test_a_switchover_under_ingest_loses_nothing_and_stops_it_briefly(ha_services: tuple[ha.HaCluster, str]) -> None:
+    """A planned switchover while 2,000 msg/s arrive: every reading stored once; the longest time without a
+    new commit is the switchover's pause (docs/operations.md states it)."""
+    from tests.integration.test_ingest_faults import IngestProcess, _count, _stream
+
+    cluster, mqtt_url = ha_services
+    ha.wait_for(cluster, timeout=120)
+    url = cluster.url()
+    before = _count(url)
+    base = time.time() - 2 * 86400
+    total = 20_000
+    ingest = IngestProcess(url, mqtt_url, "ha-switchover", LYKTA_INGEST_BATCH_MESSAGES="500")
+    timeline: list[tuple[float, int]] = []
+    try:
+        ingest.start()
+        stream = _stream(int(mqtt_url.rsplit(":", 1)[1]), 0, total, base, rate=2000)
+        time.sleep(3.0)
+        primary = ha.leader(cluster)
+        assert primary is not None
+        candidate = next(m for m in cluster.members if ha.roles(cluster)[m.name] == "sync_standby")
+        asked = time.monotonic()
+        status, answer = ha.rest(primary, "/switchover", "POST", {"leader": primary.name, "candidate": candidate.name})
+        assert status == 200, answer
+        while stream.is_alive():
+            timeline.append((time.monotonic() - asked, _count(url)))
+            time.sleep(0.1)
+        wait_for(lambda: _count(url) == before + total * 6, timeout=120, what="every reading after the switchover")
+    finally:
+        ingest.close()
+    assert ha.leader(cluster) == candidate
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*), count(DISTINCT (device_key, metric_id, device_time)) FROM telemetry"
+        ).fetchone()
+    assert row == (before + total * 6, before + total * 6)
+    grew = [t for (t, n), (_, m) in itertools.pairwise(timeline) if m > n >= 0]
+    pause = max(b - a for a, b in itertools.pairwise([0.0, *grew]))
+    print(f"\ningest's longest pause through the switchover: {pause:.1f} s")
