@@ -448,6 +448,13 @@ def ingestion() -> dashboard.Dashboard:
             .thresholds(_thresholds((None, "green"), (5, "orange"), (60, "red")))
             .description(installation)
         )
+        .with_panel(
+            _table("Database replicas", "ingest.replication", _pos(12, 30, 12, 8)).description(
+                "Each replica of the database and how far behind the primary it is (synchronous: the one every "
+                "commit waits for); on a replica Grafana reads, how far behind it is. Empty with one database. "
+                + installation
+            )
+        )
     )
 
 

@@ -26,6 +26,7 @@ CALLABLE = (
     "dash_lamp_life(text[], text[])",
     "dash_offline(text[], text[], text[])",
     "dash_delivery(text[])",
+    "dash_replication()",
 )
 
 

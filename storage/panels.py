@@ -292,6 +292,12 @@ FROM dash_ingest WHERE $__timeFilter(at) GROUP BY 1 ORDER BY 1""",
         "time_series",
         ("time", "lag", "backlog"),
     ),
+    "ingest.replication": PanelQuery(
+        """SELECT member, role, sync_state AS "synchronous", round(lag_s::numeric, 1) AS "behind (s)",
+       round((lag_bytes / 1048576)::numeric, 1) AS "behind (MiB)" FROM dash_replication() ORDER BY 1""",
+        "table",
+        ("member", "role", "synchronous", "behind (s)", "behind (MiB)"),
+    ),
     "ingest.dead_letters": PanelQuery(
         """SELECT reason, count(*) AS messages, max(received_at) AS "last" FROM dead_letters
 WHERE $__timeFilter(received_at) AND (tenant_id IS NULL OR tenant_id = ANY (lykta_var('${tenant:percentencode}')))

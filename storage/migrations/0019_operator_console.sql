@@ -42,3 +42,22 @@ CREATE INDEX console_failures_key ON console_failures (key, at);
 CREATE INDEX IF NOT EXISTS work_orders_case ON work_orders (case_id, work_order_id);
 CREATE INDEX cases_tenant_due ON cases (tenant_id, due_at, case_id);
 CREATE INDEX outbox_failing ON outbox (tenant_id) WHERE sent_at IS NULL AND (failed_at IS NOT NULL OR attempts >= 3);
+
+-- Replication, for the installation's ingestion-health dashboard: on the primary, each replica with its
+-- synchronous state and how far behind it is; read on a replica (Grafana may read one), how far behind that
+-- replica is. The installation's reader only.
+CREATE FUNCTION dash_replication()
+RETURNS TABLE (member text, role text, sync_state text, lag_s double precision, lag_bytes double precision)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    SELECT coalesce(r.application_name, host(r.client_addr)), 'replica', r.sync_state,
+           extract(epoch FROM coalesce(r.replay_lag, interval '0'))::float8,
+           pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::float8
+    FROM pg_stat_replication r
+    WHERE NOT pg_is_in_recovery() AND (SELECT lykta_sees_installation())
+    UNION ALL
+    SELECT 'this replica (read here)', 'replica', 'read',
+           coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0)::float8,
+           coalesce(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)::float8
+    WHERE pg_is_in_recovery() AND (SELECT lykta_sees_installation())
+$$;
+REVOKE EXECUTE ON FUNCTION dash_replication() FROM PUBLIC;

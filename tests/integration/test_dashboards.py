@@ -165,6 +165,8 @@ def _query_name(raw_sql: str) -> str:
 
 
 RANGES = [(timedelta(hours=6), 60.0), (timedelta(days=DAYS), 3600.0), (timedelta(days=30), 86400.0)]
+ONE_NODE_EMPTY = {"ingest.replication"}
+"""panels with nothing to show on one database (tests/integration/test_ha.py reads them on a cluster)"""
 
 
 def test_every_panel_query_answers_with_the_columns_its_panel_needs(city: tuple[str, float]) -> None:
@@ -195,7 +197,8 @@ def test_every_panel_query_answers_with_the_columns_its_panel_needs(city: tuple[
                         assert {"lat", "lon"} <= set(columns)
                         assert all(-90 <= r[0] <= 90 and -180 <= r[1] <= 180 for r in rows)
                     rows_seen += len(rows)
-                assert rows_seen > 0, f"{name} ({doc['uid']}) returned no rows on the simulated city"
+                if name not in ONE_NODE_EMPTY:
+                    assert rows_seen > 0, f"{name} ({doc['uid']}) returned no rows on the simulated city"
                 ran.add(name)
     assert ran == set(QUERIES), f"panel queries no dashboard uses: {sorted(set(QUERIES) - ran)}"
 

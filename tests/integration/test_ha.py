@@ -12,6 +12,8 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -295,3 +297,38 @@ def test_a_switchover_under_ingest_loses_nothing_and_stops_it_briefly(ha_service
     grew = [t for (t, n), (_, m) in itertools.pairwise(timeline) if m > n >= 0]
     pause = max(b - a for a, b in itertools.pairwise([0.0, *grew]))
     print(f"\ningest's longest pause through the switchover: {pause:.1f} s")
+
+
+def test_the_replicas_and_their_lag_are_on_the_ingestion_health_dashboard(
+    ha_services: tuple[ha.HaCluster, str],
+) -> None:
+    """Read as Grafana's installation reader: on the primary every replica with its synchronous state; through
+    ``prefer-standby`` (Grafana may read a replica) how far behind the replica it reads is."""
+    from dashboards.grafana_sql import expand
+    from storage import grafana
+    from storage.panels import QUERIES
+
+    cluster, _ = ha_services
+    ha.wait_for(cluster, timeout=120)
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+        grafana.ensure_reader(conn, "lykta_grafana", "reader-password-1")
+    now = datetime.now(UTC)
+    sql = expand(QUERIES["ingest.replication"].sql, time_from=now - timedelta(hours=1), time_to=now, interval_s=60,
+                 variables={})  # fmt: skip
+    reader = cluster.url().replace(f"lykta:{quote(cluster.password, safe='')}@", "lykta_grafana:reader-password-1@")
+    primary_url = reader.replace("target_session_attrs=read-write", "target_session_attrs=primary")  # a read-only role
+    with psycopg.connect(primary_url) as conn:
+        rows = conn.execute(sql).fetchall()
+    assert sorted(r[2] for r in rows) == ["async", "sync"], rows  # two replicas, one synchronous
+    replica_url = reader.replace("target_session_attrs=read-write", "target_session_attrs=prefer-standby")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the reader role reaches the replicas with the next WAL they replay
+        try:
+            with psycopg.connect(replica_url) as conn:
+                here = conn.execute(sql).fetchall()
+                assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+            break
+        except psycopg.OperationalError:
+            time.sleep(0.5)
+    [(member, _, state, behind_s, _)] = here
+    assert member.startswith("this replica") and state == "read" and behind_s >= 0
