@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 
 from floor.errors import NotInstalledError, ServiceError
-from lykta import postgres, services
+from lykta import ha, postgres, services
 from lykta.postgres import PostgresInfo
 from lykta.process import Account, free_port
 
@@ -50,14 +50,32 @@ def _run(state_dir: Path, *args: str, timeout: float = 3600) -> str:
     return out
 
 
-def configure(state_dir: Path, info: PostgresInfo) -> Path:
-    """Write pgBackRest's configuration for the local cluster, create its repository and stanza, and start
-    archiving WAL into it. Idempotent."""
+def _members(state_dir: Path, info: PostgresInfo | None) -> tuple[str, str]:
+    """pgBackRest's lines for the database's members (one local cluster, or the Patroni cluster's three: it
+    backs up from whichever is the primary), and a superuser address that follows the primary."""
+    if info is not None:
+        lines = f"pg1-path={info.data_dir}\npg1-port={info.port}\npg1-socket-path={postgres.socket_dir(info)}\n"
+        return lines, info.url("postgres")
+    cluster = ha.HaCluster.load((state_dir / "ha").resolve())
+    if cluster is None:
+        raise ServiceError(f"no local database in {state_dir}: run lykta services up (or up --ha)")
+    lines = "".join(
+        f"pg{n}-path={cluster.data_dir(m)}\npg{n}-port={m.pg_port}\npg{n}-socket-path={ha.socket_dir(cluster, m)}\n"
+        for n, m in enumerate(cluster.members, start=1)
+    )
+    return lines, cluster.url(database="postgres")
+
+
+def configure(state_dir: Path, info: PostgresInfo | None) -> Path:
+    """Write pgBackRest's configuration for the local cluster (``info``; None: the Patroni cluster of
+    ``lykta services up --ha``), create its repository and stanza, and start archiving WAL into it.
+    Idempotent."""
     root = state_dir.resolve()
     conf = config_path(state_dir)
     repo = root / "backup"
     for d in (conf.parent, repo, conf.parent / "log", conf.parent / "lock"):
         d.mkdir(parents=True, exist_ok=True)
+    members, admin_url = _members(state_dir, info)
     conf.write_text(
         "[global]\n"
         f"repo1-path={repo}\n"
@@ -69,34 +87,48 @@ def configure(state_dir: Path, info: PostgresInfo) -> Path:
         f"lock-path={conf.parent / 'lock'}\n"
         "log-level-console=warn\n"
         "log-level-file=info\n"
-        f"\n[{STANZA}]\n"
-        f"pg1-path={info.data_dir}\n"
-        f"pg1-port={info.port}\n"
-        f"pg1-socket-path={postgres.socket_dir(info)}\n"
+        "archive-timeout=120\n"
+        f"\n[{STANZA}]\n{members}"
     )
     account = Account.for_service("postgres")
     if account:
         account.own(conf.parent)
         account.own(repo)
-    command = f"{_pgbackrest()} --config={conf} --stanza={STANZA} archive-push %p"
-    with psycopg.connect(info.url("postgres"), autocommit=True) as conn:
+    # run by the server's shell in its data directory: every member pushes as itself, whichever leads
+    command = f'{_pgbackrest()} --config={conf} --stanza={STANZA} --pg1-path="$PWD" archive-push %p'
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'postgres'").fetchone():
             conn.execute("CREATE ROLE postgres LOGIN SUPERUSER")  # the service account, by peer authentication
-        conn.execute(psycopg.sql.SQL("ALTER SYSTEM SET archive_command = {}").format(psycopg.sql.Literal(command)))
-        conn.execute("SELECT pg_reload_conf()")
+        if info is not None:
+            conn.execute(psycopg.sql.SQL("ALTER SYSTEM SET archive_command = {}").format(psycopg.sql.Literal(command)))
+            conn.execute("SELECT pg_reload_conf()")
+    if info is None:  # Patroni owns the members' configuration: every member archives, whichever leads
+        cluster = ha.HaCluster.load((state_dir / "ha").resolve())
+        if cluster is None:
+            raise ServiceError(f"the Patroni cluster of {state_dir} is gone")
+        ha.set_parameters(cluster, {"archive_command": command})
     if not (repo / "backup" / STANZA).exists():
         _run(state_dir, "stanza-create")
     _run(state_dir, "check")
     return conf
 
 
-def backup(state_dir: Path, info: PostgresInfo, kind: str = "full") -> list[str]:
-    """A backup (full, diff or incr) of the local cluster; what the repository holds after it."""
+def backup(state_dir: Path, info: PostgresInfo | None, kind: str = "full") -> list[str]:
+    """A backup (full, diff or incr) of the local cluster (None: the Patroni cluster, from its primary); what
+    the repository holds after it."""
     if kind not in ("full", "diff", "incr"):
         raise ServiceError(f"backup kind {kind!r}: full, diff or incr")
     configure(state_dir, info)
     _run(state_dir, f"--type={kind}", "backup")
     return [line for line in _run(state_dir, "info").splitlines() if line.strip()]
+
+
+def _from_cluster(state_dir: Path) -> PostgresInfo:
+    cluster = ha.HaCluster.load((state_dir / "ha").resolve())
+    if cluster is None:
+        raise ServiceError(f"no local database recorded in {state_dir}")
+    return PostgresInfo("127.0.0.1", 0, postgres.SUPERUSER, cluster.password, postgres.DATABASE, 0, "",
+                        str(postgres.find_bindir()))  # fmt: skip
 
 
 def restore(state_dir: Path, target: str | None, into: Path) -> PostgresInfo:
@@ -115,13 +147,16 @@ def restore(state_dir: Path, target: str | None, into: Path) -> PostgresInfo:
         account.own(into)
     args = [f"--pg1-path={data}", "--archive-mode=off"]
     if target:  # else to the end of the archive (the default type), promoted when it is replayed
-        args += ["--type=time", f"--target={target}", "--target-action=promote"]
+        args += ["--type=time", f"--target={target}", "--target-action=promote", "--target-timeline=latest"]
     _run(state_dir, *args, "restore")
-    source = services.ServiceState.load(state_dir).postgres
-    if source is None:
-        raise ServiceError(f"no local cluster recorded in {state_dir}")
+    source = services.ServiceState.load(state_dir).postgres or _from_cluster(state_dir)
     port = free_port()
     (data / "lykta.conf").write_text(postgres.config_text(port, into, archive=False))
+    conf_file = data / "postgresql.conf"
+    if "include_if_exists = 'lykta.conf'" not in conf_file.read_text():  # a Patroni member's: lykta's settings win
+        with conf_file.open("a") as fh:
+            fh.write("\ninclude_if_exists = 'lykta.conf'\n")
+    (data / "patroni.dynamic.json").unlink(missing_ok=True)
     (data / "postgresql.auto.conf").write_text(
         "\n".join(
             line
@@ -145,3 +180,20 @@ def restore(state_dir: Path, target: str | None, into: Path) -> PostgresInfo:
             pass
         time.sleep(0.5)
     raise ServiceError(f"the restored cluster in {into} did not finish recovery (log: {into / 'postgres.log'})")
+
+
+def archive_now(url: str, timeout: float = 120.0) -> str:
+    """Close the current WAL segment and wait until it is archived (what was committed so far is then in the
+    repository); the segment's name."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
+        if row is None:
+            raise ServiceError("pg_switch_wal returned nothing")
+        segment = str(row[0])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = conn.execute("SELECT last_archived_wal, last_failed_wal FROM pg_stat_archiver").fetchone()
+            if done and done[0] and str(done[0]) >= segment:
+                return segment
+            time.sleep(0.2)
+    raise ServiceError(f"WAL segment {segment} was not archived within {timeout:.0f} s (last failed: {done})")

@@ -82,11 +82,11 @@ def _backup(settings: config.Settings, args: argparse.Namespace) -> int:
 
     from lykta import backup, services
 
-    recorded = services.ServiceState.load(settings.state_dir).postgres
-    if recorded is None:
+    recorded = services.ServiceState.load(settings.state_dir).postgres  # None: the cluster of services up --ha
+    if recorded is None and not (settings.state_dir / "ha" / "cluster.json").exists():
         raise LyktaError(
-            f"no local cluster in {settings.state_dir}: lykta db backup works on the cluster of `lykta services up` "
-            "(for other clusters, configure pgBackRest as docs/operations.md shows)"
+            f"no local database in {settings.state_dir}: lykta db backup works on the database of `lykta services "
+            "up` (or up --ha); for other clusters, configure pgBackRest as docs/operations.md shows"
         )
     if args.action == "backup":
         for line in backup.backup(settings.state_dir, recorded, args.kind):

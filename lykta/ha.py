@@ -163,6 +163,8 @@ def _patroni_config(cluster: HaCluster, member: PgMember, bindir: Path, ephemera
         "wal_keep_size": "512MB",
         "timezone": "UTC",
         "log_timezone": "UTC",
+        "archive_mode": "on",
+        "archive_command": "/bin/true",  # until backups are set up (lykta/backup.py points it at pgBackRest)
     }
     if ephemeral:
         parameters["fsync"] = "off"
@@ -199,7 +201,7 @@ def _patroni_config(cluster: HaCluster, member: PgMember, bindir: Path, ephemera
                 "replication": {"username": REPLICATOR, "password": cluster.replication_password},
                 "rewind": {"username": SUPERUSER, "password": cluster.password},
             },
-            "parameters": {"unix_socket_directories": str(root)},
+            "parameters": {"unix_socket_directories": str(root), "unix_socket_permissions": "0700"},
         },
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
     }
@@ -324,6 +326,31 @@ def start_member(cluster: HaCluster, member: PgMember, *, ephemeral: bool = Fals
     """Start a member's Patroni again (after it was stopped or killed); it rejoins as a replica."""
     member.pid = _start_patroni(cluster, member, find_bindir(), ephemeral)
     cluster.save()
+
+
+def socket_dir(cluster: HaCluster, member: PgMember) -> Path:
+    return Path(cluster.root) / member.name
+
+
+def set_parameters(cluster: HaCluster, parameters: dict[str, str], timeout: float = 60.0) -> None:
+    """Change PostgreSQL parameters on every member through Patroni's dynamic configuration (parameters that
+    a reload applies), and wait until the primary runs with them."""
+    primary = leader(cluster)
+    if primary is None:
+        raise ServiceError("no primary to change the configuration through")
+    status, answer = rest(primary, "/config", "PATCH", {"postgresql": {"parameters": parameters}})
+    if status != 200:
+        raise ServiceError(f"Patroni refused the configuration change: {status} {answer}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with psycopg.connect(cluster.url(database="postgres"), autocommit=True) as conn:
+            if all(
+                (row := conn.execute("SELECT current_setting(%s)", (name,)).fetchone()) and row[0] == value
+                for name, value in parameters.items()
+            ):
+                return
+        time.sleep(0.5)
+    raise ServiceError(f"the primary did not take {sorted(parameters)} within {timeout:.0f} s")
 
 
 def postmaster_pid(cluster: HaCluster, member: PgMember) -> int | None:

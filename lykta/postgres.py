@@ -180,6 +180,17 @@ def start(
 def start_existing(root: Path, info: PostgresInfo) -> PostgresInfo:
     """Start the cluster whose data is ``info.data_dir`` (logging to ``root/postgres.log``); where it runs."""
     data = Path(info.data_dir)
+    try:
+        _start(root, info, data)
+    except ServiceError as exc:
+        log = root / "postgres.log"
+        tail = log.read_text(errors="replace").strip().splitlines()[-8:] if log.exists() else []
+        raise ServiceError(f"{exc}\n" + "\n".join(tail)) from None
+    pid = int((data / "postmaster.pid").read_text().split("\n", 1)[0])
+    return replace(info, pid=pid)
+
+
+def _start(root: Path, info: PostgresInfo, data: Path) -> None:
     _run(
         [
             str(Path(info.bindir) / "pg_ctl"),
@@ -195,8 +206,6 @@ def start_existing(root: Path, info: PostgresInfo) -> PostgresInfo:
         Account.for_service("postgres"),
         f"starting PostgreSQL (log: {root / 'postgres.log'})",
     )
-    pid = int((data / "postmaster.pid").read_text().split("\n", 1)[0])
-    return replace(info, pid=pid)
 
 
 def _ensure_database(info: PostgresInfo) -> None:

@@ -88,7 +88,7 @@ def test_a_restore_to_a_point_in_time_matches_the_source_then(local: tuple[Path,
     _day_of_readings(url, ["SLC-0005"], DAY + 6 * 3600)  # after the target: must not be restored
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE cases SET priority = 'immediate'")
-        conn.execute("SELECT pg_switch_wal()")  # the last segment goes to the archive
+    backup.archive_now(url)  # the last segment in the repository
     assert _sums(url) != expected
     into = state_dir / "restored"
     restored = backup.restore(state_dir, target, into)
@@ -119,8 +119,7 @@ def test_the_command_line_backs_up_and_restores(local: tuple[Path, ServiceState]
 
     assert "full backup" in lykta("db", "backup")
     assert "incr backup" in lykta("db", "backup", "--kind", "incr")
-    with psycopg.connect(state.postgres.url(), autocommit=True) as conn:
-        conn.execute("SELECT pg_switch_wal()")
+    backup.archive_now(state.postgres.url())
     said = lykta("db", "restore", "--into", str(state_dir / "drill"))
     assert "restored into" in said and "connect with: postgresql://" in said
     url = said.rsplit("connect with: ", 1)[1].strip()

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
@@ -332,3 +333,43 @@ def test_the_replicas_and_their_lag_are_on_the_ingestion_health_dashboard(
             time.sleep(0.5)
     [(member, _, state, behind_s, _)] = here
     assert member.startswith("this replica") and state == "read" and behind_s >= 0
+
+
+def test_backups_of_the_cluster_survive_a_failover_and_restore_to_a_point_in_time(
+    ha_services: tuple[ha.HaCluster, str],
+) -> None:
+    """pgBackRest backs up the cluster from its primary and every member archives WAL, so the archive goes on
+    across a failover: a restore to a time after the failover matches the new primary as it was then."""
+    from lykta import backup, postgres
+    from tests.integration.test_backup import _sums
+    from tests.integration.test_cases import finding
+
+    cluster, _ = ha_services
+    ha.wait_for(cluster, timeout=120)
+    state_dir = Path(cluster.root).parent
+    url = cluster.url()
+    lines = backup.backup(state_dir, None, "full")
+    assert any("full backup" in line for line in lines), lines
+    lost = ha.leader(cluster)
+    assert lost is not None
+    postmaster = ha.postmaster_pid(cluster, lost)
+    assert postmaster is not None
+    for pid in (lost.pid, postmaster):
+        os.kill(pid, signal.SIGKILL)
+    _write_until_it_works_anywhere(url)
+    finding(url, "SL-0200", "lampFailure", time.time() - 60)  # written on the new primary, archived from it
+    expected = _sums(url)
+    time.sleep(1.5)
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'").fetchone()
+    assert row is not None
+    time.sleep(1.5)
+    finding(url, "SL-0201", "lampFailure", time.time() - 60)  # after the target: not restored
+    backup.archive_now(url)  # the new primary's WAL, past the target, in the repository
+    restored = backup.restore(state_dir, str(row[0]), state_dir / "drill")
+    try:
+        assert _sums(restored.url()) == expected
+    finally:
+        postgres.stop(restored)
+        ha.start_member(cluster, lost, ephemeral=True)
+    ha.wait_for(cluster, timeout=120)
