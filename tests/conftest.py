@@ -227,31 +227,15 @@ class Api:
 
 @pytest.fixture
 def api(town_url: str) -> Iterator[Api]:
-    import threading
-    import time
-
-    import uvicorn
-
     from cases.api import create_app
     from cases.policy import Policies
-    from lykta.process import free_port
+    from tests.helpers import served
     from tests.integration.test_rules import NIGHT
 
     clock = [NIGHT + 3600]
     app = create_app(town_url, Policies(), clock=lambda: clock[0], pool_size=2)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the API server did not start"
-        time.sleep(0.05)
-    try:
-        yield Api(town_url, f"http://127.0.0.1:{port}", clock, app)
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    with served(app) as base:
+        yield Api(town_url, base, clock, app)
 
 
 @pytest.fixture

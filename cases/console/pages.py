@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import psycopg
-from fastapi import APIRouter, Cookie, Form, Query, Request
+from fastapi import APIRouter, Cookie, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from cases import citizen, lifecycle, routing, texts
@@ -254,43 +254,18 @@ def photo(conn: Db, desk: Signed, photo_id: int) -> Response:
 # -- cases ---------------------------------------------------------------------------------------------------------
 
 
-def _filters(  # noqa: PLR0917 - the filters of the case list, as the form sends them
-    status: str | None,
-    fault: str | None,
-    priority: str | None,
-    area: str | None,
-    crew: str | None,
-    source: str | None,
-    breached: str | None,
-    asset: str | None,
-) -> CaseFilters:
-    def given(value: str | None, allowed: tuple[str, ...] | None = None) -> str | None:
-        if not value:
-            return None
-        if allowed is not None and value not in allowed:
-            raise ApiError(422, f"unknown filter value {value!r}")
-        return value[:128]
-
-    return CaseFilters(
-        status=given(status, STATUSES),
-        fault=given(fault, tuple(texts.FAULTS)),
-        priority=given(priority, PRIORITIES),
-        area=given(area),
-        crew=given(crew),
-        source=given(source, SOURCES),
-        breached={"yes": True, "no": False}.get(breached or ""),
-        asset=given(asset),
-    )
-
-
 Filter = Annotated[str | None, Query(max_length=128)]
 
 
-@router.get("/{tenant_id}/cases", response_class=HTMLResponse)
-def case_list(  # noqa: PLR0917 - the filters of the list
-    request: Request,
-    conn: Db,
-    desk: Signed,
+def _given(value: str | None, allowed: tuple[str, ...] | None = None) -> str | None:
+    if not value:
+        return None
+    if allowed is not None and value not in allowed:
+        raise ApiError(422, f"unknown filter value {value!r}")
+    return value[:128]
+
+
+def case_filters(  # noqa: PLR0917 - the filters of the case list, as its form sends them
     status: Filter = "active",
     fault: Filter = None,
     priority: Filter = None,
@@ -299,9 +274,31 @@ def case_list(  # noqa: PLR0917 - the filters of the list
     source: Filter = None,
     breached: Filter = None,
     asset: Filter = None,
+) -> CaseFilters:
+    """The case list's filters (the list, its map and its exports take the same)."""
+    return CaseFilters(
+        status=_given(status, STATUSES),
+        fault=_given(fault, tuple(texts.FAULTS)),
+        priority=_given(priority, PRIORITIES),
+        area=_given(area),
+        crew=_given(crew),
+        source=_given(source, SOURCES),
+        breached={"yes": True, "no": False}.get(breached or ""),
+        asset=_given(asset),
+    )
+
+
+Filters = Annotated[CaseFilters, Depends(case_filters)]
+
+
+@router.get("/{tenant_id}/cases", response_class=HTMLResponse)
+def case_list(
+    request: Request,
+    conn: Db,
+    desk: Signed,
+    f: Filters,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
-    f = _filters(status, fault, priority, area, crew, source, breached, asset)
     rows, total = lists.case_rows(conn, desk.tenant.tenant_id, f, PAGE, (page - 1) * PAGE)
     chosen = {k: v for k, v in request.query_params.items() if k != "page" and v}
     query = urlencode(chosen)
@@ -346,23 +343,10 @@ def _export_row(r: CaseRow) -> dict[str, Any]:
 
 
 @router.get("/{tenant_id}/cases.{fmt}")
-def case_export(  # noqa: PLR0917 - the filters of the list
-    conn: Db,
-    desk: Signed,
-    fmt: str,
-    status: Filter = "active",
-    fault: Filter = None,
-    priority: Filter = None,
-    area: Filter = None,
-    crew: Filter = None,
-    source: Filter = None,
-    breached: Filter = None,
-    asset: Filter = None,
-) -> Response:
+def case_export(conn: Db, desk: Signed, fmt: str, f: Filters) -> Response:
     """The filtered cases as CSV or GeoJSON (``map``: the compact GeoJSON the map draws)."""
     if fmt not in ("csv", "geojson", "map"):
         raise ApiError(404, "not found")
-    f = _filters(status, fault, priority, area, crew, source, breached, asset)
     if fmt == "map":
         drawn = lists.case_map(conn, desk.tenant.tenant_id, f, EXPORT_LIMIT)
         conn.rollback()
