@@ -86,38 +86,35 @@ def case_rows(
     return rows, int(total[0]) if total else 0
 
 
-def unrouted(conn: psycopg.Connection, tenant_id: str, limit: int = 50) -> list[CaseRow]:
-    """Active cases whose work order has no crew."""
+def _active(conn: psycopg.Connection, tenant_id: str, condition: str, limit: int) -> list[CaseRow]:
+    """Active cases that meet ``condition`` (an SQL expression over ``c``, written here), by due time."""
     with conn.cursor(row_factory=class_row(CaseRow)) as cur:
         cur.execute(
-            f"""SELECT {_ROW} {_FROM} AND c.status <> 'resolved'
-                  AND EXISTS (SELECT 1 FROM work_orders x WHERE x.case_id = c.case_id AND x.status = 'new')
+            f"""SELECT {_ROW} {_FROM} AND c.status <> 'resolved' AND {condition}
                 ORDER BY c.due_at LIMIT %(limit)s""",
             {**asdict(CaseFilters()), "t": tenant_id, "limit": limit},
         )
         return cur.fetchall()
+
+
+def unrouted(conn: psycopg.Connection, tenant_id: str, limit: int = 50) -> list[CaseRow]:
+    """Active cases whose work order has no crew."""
+    return _active(
+        conn, tenant_id, "EXISTS (SELECT 1 FROM work_orders x WHERE x.case_id = c.case_id AND x.status = 'new')", limit
+    )
 
 
 def reopened(conn: psycopg.Connection, tenant_id: str, limit: int = 50) -> list[CaseRow]:
     """Active cases opened again after a crew's repair did not hold."""
-    with conn.cursor(row_factory=class_row(CaseRow)) as cur:
-        cur.execute(
-            f"""SELECT {_ROW} {_FROM} AND c.status <> 'resolved'
-                  AND EXISTS (SELECT 1 FROM case_events e WHERE e.case_id = c.case_id AND e.action = 'reopened')
-                ORDER BY c.due_at LIMIT %(limit)s""",
-            {**asdict(CaseFilters()), "t": tenant_id, "limit": limit},
-        )
-        return cur.fetchall()
+    return _active(
+        conn, tenant_id, "EXISTS (SELECT 1 FROM case_events e WHERE e.case_id = c.case_id AND e.action = 'reopened')",
+        limit,
+    )  # fmt: skip
 
 
 def overdue(conn: psycopg.Connection, tenant_id: str, limit: int = 50) -> list[CaseRow]:
-    with conn.cursor(row_factory=class_row(CaseRow)) as cur:
-        cur.execute(
-            f"""SELECT {_ROW} {_FROM} AND c.status <> 'resolved' AND c.breached_at IS NOT NULL
-                ORDER BY c.due_at LIMIT %(limit)s""",
-            {**asdict(CaseFilters()), "t": tenant_id, "limit": limit},
-        )
-        return cur.fetchall()
+    """Active cases past their due time."""
+    return _active(conn, tenant_id, "c.breached_at IS NOT NULL", limit)
 
 
 @dataclass(frozen=True)

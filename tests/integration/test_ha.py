@@ -41,6 +41,17 @@ def cluster() -> Iterator[ha.HaCluster]:
         shutil.rmtree(state, ignore_errors=True)
 
 
+def lose_the_primarys_machine(cluster: ha.HaCluster) -> ha.PgMember:
+    """Kill the primary's Patroni and PostgreSQL at once with SIGKILL: its machine is gone. The member lost."""
+    lost = ha.leader(cluster)
+    assert lost is not None
+    postmaster = ha.postmaster_pid(cluster, lost)
+    assert postmaster is not None
+    for pid in (lost.pid, postmaster):
+        os.kill(pid, signal.SIGKILL)
+    return lost
+
+
 def _write_until_it_works(url: str, timeout: float = 60.0) -> tuple[float, int]:
     """Seconds until a write commits through the multi-host address, and the port that took it."""
     began = time.monotonic()
@@ -71,12 +82,7 @@ def test_what_was_committed_survives_losing_the_primarys_machine(cluster: ha.HaC
         for n in range(300):  # each commit returned = told to the client; the synchronous standby has it
             conn.execute("INSERT INTO acked (n) VALUES (%s)", (n,))
             acked.append(n)
-    lost = ha.leader(cluster)
-    assert lost is not None
-    postmaster = ha.postmaster_pid(cluster, lost)
-    assert postmaster is not None
-    for pid in (lost.pid, postmaster):  # the machine is gone: Patroni and PostgreSQL at once
-        os.kill(pid, signal.SIGKILL)
+    lost = lose_the_primarys_machine(cluster)
     took, port = _write_until_it_works(url)
     assert port != lost.pg_port
     assert _stored(url) == acked  # every acknowledged commit, once
@@ -168,13 +174,8 @@ def test_ingest_follows_the_primary_and_loses_nothing_acknowledged(ha_services: 
         ingest.start()
         stream = _stream(int(mqtt_url.rsplit(":", 1)[1]), 0, total, base, rate=rate)
         time.sleep(4.0)
-        lost = ha.leader(cluster)
-        assert lost is not None
-        postmaster = ha.postmaster_pid(cluster, lost)
-        assert postmaster is not None
+        lost = lose_the_primarys_machine(cluster)
         killed = time.monotonic()
-        for pid in (lost.pid, postmaster):
-            os.kill(pid, signal.SIGKILL)
         while stream.is_alive() or time.monotonic() - killed < 60:
             timeline.append((time.monotonic() - killed, _count(url)))
             if timeline[-1][1] == total * 6:
@@ -220,12 +221,7 @@ def test_cases_and_the_api_carry_on_after_a_failover(ha_services: tuple[ha.HaClu
     token = TestClientToken.make(url)
     with served(create_app(url, Policies(), pool_size=2)) as base, httpx.Client(base_url=base) as api:
         assert len(api.get("/api/v1/cases", headers=bearer(token)).json()) == 1
-        lost = ha.leader(cluster)
-        assert lost is not None
-        postmaster = ha.postmaster_pid(cluster, lost)
-        assert postmaster is not None
-        for pid in (lost.pid, postmaster):
-            os.kill(pid, signal.SIGKILL)
+        lost = lose_the_primarys_machine(cluster)
         _write_until_it_works_anywhere(url)
         answer = api.get("/api/v1/cases", headers=bearer(token))
         assert answer.status_code == 200 and [c["asset_id"] for c in answer.json()] == ["SL-0003"]
@@ -350,12 +346,7 @@ def test_backups_of_the_cluster_survive_a_failover_and_restore_to_a_point_in_tim
     url = cluster.url()
     lines = backup.backup(state_dir, None, "full")
     assert any("full backup" in line for line in lines), lines
-    lost = ha.leader(cluster)
-    assert lost is not None
-    postmaster = ha.postmaster_pid(cluster, lost)
-    assert postmaster is not None
-    for pid in (lost.pid, postmaster):
-        os.kill(pid, signal.SIGKILL)
+    lost = lose_the_primarys_machine(cluster)
     _write_until_it_works_anywhere(url)
     finding(url, "SL-0200", "lampFailure", time.time() - 60)  # written on the new primary, archived from it
     expected = _sums(url)
