@@ -364,3 +364,30 @@ def test_backups_of_the_cluster_survive_a_failover_and_restore_to_a_point_in_tim
         postgres.stop(restored)
         ha.start_member(cluster, lost, ephemeral=True)
     ha.wait_for(cluster, timeout=120)
+
+
+def test_rollups_and_retention_run_on_the_new_primary(ha_services: tuple[ha.HaCluster, str]) -> None:
+    """``lykta db maintain`` (rollups, energy, retention) follows the primary: readings written before the
+    failover are rolled up on the new primary after it."""
+    from lykta import admin
+    from tests.integration.test_rules import store_readings
+
+    cluster, _ = ha_services
+    ha.wait_for(cluster, timeout=120)
+    url = cluster.url()
+    hour = (int(time.time()) // 3600 - 30) * 3600
+    store_readings(url, "SLC-0042", [(hour + 60 * i, {"power_w": 50.0 + i}) for i in range(30)])
+    lost = lose_the_primarys_machine(cluster)
+    _write_until_it_works_anywhere(url)
+    said = admin.maintain(url, 400)
+    assert said[0].startswith("rollups: ") and " 0 hour(s)" not in said[0], said
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            """SELECT r.value_min, r.value_max FROM telemetry_hourly r JOIN devices d USING (device_key)
+               JOIN metrics m USING (metric_id)
+               WHERE d.device_id = 'SLC-0042' AND m.name = 'power_w' AND r.bucket = to_timestamp(%s)""",
+            (hour,),
+        ).fetchone()
+    assert row == (50.0, 79.0)
+    ha.start_member(cluster, lost, ephemeral=True)
+    ha.wait_for(cluster, timeout=120)
