@@ -76,8 +76,10 @@ def test_what_was_committed_survives_losing_the_primarys_machine(cluster: ha.HaC
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS acked")
         conn.execute("CREATE TABLE acked (n integer NOT NULL)")
-        sync = conn.execute("SELECT current_setting('synchronous_standby_names')").fetchone()
-        assert sync is not None and sync[0], "synchronous mode: a standby is named"
+        sync = conn.execute(
+            "SELECT current_setting('synchronous_standby_names'), current_setting('synchronous_commit')"
+        ).fetchone()
+        assert sync is not None and sync[0] and sync[1] == "on", "a commit waits for the named synchronous standby"
         acked = []
         for n in range(300):  # each commit returned = told to the client; the synchronous standby has it
             conn.execute("INSERT INTO acked (n) VALUES (%s)", (n,))
