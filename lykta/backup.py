@@ -186,6 +186,8 @@ def archive_now(url: str, timeout: float = 120.0) -> str:
     """Close the current WAL segment and wait until it is archived (what was committed so far is then in the
     repository); the segment's name."""
     with psycopg.connect(url, autocommit=True) as conn:
+        # a record first: switching out of a segment nothing was written to yet closes nothing
+        conn.execute("SELECT pg_logical_emit_message(false, 'lykta', 'archive now')")
         row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
         if row is None:
             raise ServiceError("pg_switch_wal returned nothing")
