@@ -238,13 +238,13 @@ def attach(  # noqa: PLR0917 - one decision on one report
     if case_id is not None:
         joined = store.case(conn, case_id)
         if joined is None or joined.tenant_id != tenant_id or joined.status == "resolved":
-            raise ReportError(f"case {case_id} is not an active case of {tenant_id}")
+            raise ReportError(f"case {case_id} is not an active case of {tenant_id}", code="case_gone", case=case_id)
         target, asset = case_id, joined.asset_id
     else:
         a = asset_store.asset(conn, tenant_id, asset_id or "")
         service = policy.services.get(r.service_code)
         if a is None or service is None:
-            raise ReportError(f"asset {asset_id!r} is not an asset of {tenant_id}")
+            raise ReportError(f"asset {asset_id!r} is not an asset of {tenant_id}", code="no_asset", asset=asset_id)
         joined = _active_case(conn, tenant_id, a.asset_id)
         target = joined.case_id if joined else open_case(conn, policy, tenant_id, service.fault, a.asset_id, now)
         asset = a.asset_id
@@ -260,7 +260,7 @@ def dismiss(  # noqa: PLR0917 - one decision on one report
     """An operator dismisses a report waiting in the inbox; its reporter reads the note."""
     _waiting(conn, tenant_id, request_id)
     if not note.strip():
-        raise ReportError("dismissing a report needs a note for its reporter")
+        raise ReportError("dismissing a report needs a note for its reporter", code="note_needed")
     requests_store.triaged(conn, tenant_id, request_id, triage="dismissed", by=actor, note=note.strip())
     citizen_mail.ended(conn, tenant_id, request_id, now)
     return _reread(conn, tenant_id, request_id)
@@ -271,7 +271,9 @@ def _waiting(conn: psycopg.Connection, tenant_id: str, request_id: int) -> Servi
     if r is None:
         raise LookupError(f"report {request_id} not found")
     if r.triage != "inbox":
-        raise ReportError(f"report {request_id} is {r.triage}, not waiting in the inbox")
+        raise ReportError(
+            f"report {request_id} is {r.triage}, not waiting in the inbox", code="report_done", report=request_id
+        )
     return r
 
 

@@ -6,6 +6,12 @@ from floor.errors import LyktaError
 class CasesError(LyktaError):
     """The case handling could not do what was asked."""
 
+    def __init__(self, message: str | None = None, *, code: str | None = None, **params: object) -> None:
+        super().__init__(message)
+        self.code = code
+        """what was refused, for a message in the reader's language (cases/console/words.py ``refused``)"""
+        self.params = params
+
 
 class PolicyError(CasesError):
     """A tenant's case policy file is invalid."""

@@ -401,9 +401,9 @@ def check_sla(conn: psycopg.Connection, policies: Policies, now: float) -> int:
 def close_by_hand(conn: psycopg.Connection, c: Case, note: str, actor: str, now: float) -> None:
     """An operator closes a case with a note its reporters read; its crew is told why."""
     if c.status == "resolved":
-        raise CaseError(f"case {c.case_id} is already resolved")
+        raise CaseError(f"case {c.case_id} is already resolved", code="resolved", case=c.case_id)
     if not note.strip():
-        raise CaseError("closing a case by hand needs a note (its reporters read it)")
+        raise CaseError("closing a case by hand needs a note (its reporters read it)", code="note_needed")
     store.add_event(conn, c.case_id, actor, "note", {"note": note.strip()})  # before: reporters read it
     resolve(conn, c, now, "closed", actor)
     routing.cancel_work_order(conn, c.case_id, "closed", now, note=note.strip())
@@ -414,9 +414,9 @@ def merge_by_hand(conn: psycopg.Connection, c: Case, into: Case, actor: str, now
     twice, or a lamp's case into its circuit's): findings move, reporters hear it is handled with the other,
     the crew is told."""
     if c.case_id == into.case_id or c.tenant_id != into.tenant_id:
-        raise CaseError("merge a case into another case of the same municipality")
+        raise CaseError("merge a case into another case of the same municipality", code="merge_other")
     if c.status == "resolved" or into.status == "resolved":
-        raise CaseError("both cases must be active to merge")
+        raise CaseError("both cases must be active to merge", code="merge_active")
     _merge(conn, c.case_id, into, now, SyncReport())
     store.add_event(conn, c.case_id, actor, "merged by hand", {"into": into.case_id})
     citizen_mail.case_ended(conn, c.tenant_id, c.case_id, now)
@@ -428,11 +428,13 @@ def reopen_by_hand(  # noqa: PLR0917 - one decision
     """An operator opens a resolved case again (the fault is back, or it was closed by mistake): a new work order
     goes out saying why."""
     if c.status != "resolved":
-        raise CaseError(f"case {c.case_id} is not resolved")
+        raise CaseError(f"case {c.case_id} is not resolved", code="not_resolved", case=c.case_id)
     if store.active_case(conn, c.tenant_id, c.asset_id, c.fault) is not None:
-        raise CaseError(f"{c.asset_id} already has an active {c.fault} case: work that one")
+        raise CaseError(
+            f"{c.asset_id} already has an active {c.fault} case: work that one", code="active_exists", asset=c.asset_id
+        )
     if not note.strip():
-        raise CaseError("reopening a case needs a note (its crew reads it)")
+        raise CaseError("reopening a case needs a note (its crew reads it)", code="note_needed")
     store.update_case(conn, c.case_id, status="open", resolution=None, resolved_at=None, repaired_at=None)
     store.add_event(conn, c.case_id, actor, "reopened", {"why": note.strip()})
     fresh = store.existing_case(conn, c.case_id)

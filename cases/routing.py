@@ -227,14 +227,17 @@ def assign(  # noqa: PLR0917 - one assignment
     it, or a new one is made."""
     c = store.case(conn, case_id)
     if c is None or c.status == "resolved":
-        raise WorkOrderError(f"case {case_id} does not exist or is resolved")
+        raise WorkOrderError(f"case {case_id} does not exist or is resolved", code="case_gone", case=case_id)
     crew = crew_store.crew(conn, c.tenant_id, crew_id)
     if crew is None or not crew.active:
-        raise WorkOrderError(f"crew {crew_id!r} does not exist or is inactive")
+        raise WorkOrderError(f"crew {crew_id!r} does not exist or is inactive", code="no_crew", crew=crew_id)
     skill = policy.skill(c.fault)
     if crew.skills and skill not in crew.skills:
         raise WorkOrderError(
-            f"crew {crew_id!r} does not do {skill} work ({c.fault} needs it); its skills: {', '.join(crew.skills)}"
+            f"crew {crew_id!r} does not do {skill} work ({c.fault} needs it); its skills: {', '.join(crew.skills)}",
+            code="skill",
+            crew=crew_id,
+            skill=skill,
         )
     order = order_store.active(conn, case_id)
     if order is None:

@@ -25,7 +25,7 @@ from cases.api_auth import ApiError, Clock, Db, Rules
 from cases.console import auth
 from cases.console.auth import Desk, Posted, Signed
 from cases.console.chart import chart_svg
-from cases.console.words import words
+from cases.console.words import refused, words
 from cases.errors import CaseError, ReportError, WorkOrderError
 from cases.policy import Policies, Policy
 from cases.web import TEMPLATES, guest_language, leaflet_installed
@@ -211,7 +211,7 @@ def attach_report(  # noqa: PLR0917 - the request, its dependencies and its form
                 **where,
             )  # fmt: skip
     except (ReportError, LookupError) as exc:
-        return _inbox(request, conn, policies, desk, str(exc))
+        return _inbox(request, conn, policies, desk, refused(exc, desk.tenant.language))
     conn.commit()
     return _done(desk, "inbox")
 
@@ -230,7 +230,7 @@ def dismiss_report(  # noqa: PLR0917 - the request, its dependencies and its for
         with conn.transaction():
             citizen.dismiss(conn, desk.tenant.tenant_id, request_id, desk.actor, note, clock())
     except (ReportError, LookupError) as exc:
-        return _inbox(request, conn, policies, desk, str(exc))
+        return _inbox(request, conn, policies, desk, refused(exc, desk.tenant.language))
     conn.commit()
     return _done(desk, "inbox")
 
@@ -447,7 +447,7 @@ def _decide(  # noqa: PLR0917 - one decision on one case
         number = value.strip().lstrip("#")
         target = store.case(conn, int(number)) if number.isdigit() else None
         if target is None or target.tenant_id != c.tenant_id:
-            raise CaseError(f"no case {value!r} of this municipality")
+            raise CaseError(f"no case {value!r} of this municipality", code="case_gone", case=value)
         lifecycle.merge_by_hand(conn, c, target, actor, now)
     elif action == "close":
         lifecycle.close_by_hand(conn, c, value, actor, now)
@@ -455,7 +455,7 @@ def _decide(  # noqa: PLR0917 - one decision on one case
         lifecycle.reopen_by_hand(conn, policy, c, value, actor, now)
     else:
         if not value.strip():
-            raise CaseError("an empty note")
+            raise CaseError("an empty note", code="note_needed")
         store.add_event(conn, c.case_id, actor, "note", {"note": value.strip()})
 
 
@@ -481,7 +481,7 @@ def case_action(  # noqa: PLR0917 - one action, its form fields
             _decide(conn, policies.get(desk.tenant.tenant_id), c, action, crew_id or into or note or "", desk.actor,
                     clock())  # fmt: skip
     except (CaseError, WorkOrderError) as exc:
-        return _case_page(request, conn, desk, case_id, str(exc))
+        return _case_page(request, conn, desk, case_id, refused(exc, desk.tenant.language))
     conn.commit()
     return _done(desk, back or f"cases/{case_id}")
 
@@ -530,12 +530,13 @@ def save_crew(  # noqa: PLR0917 - a crew's fields
     old = crew_store.crew(conn, tenant_id, crew_id)
     email, webhook_url = (email or "").strip() or None, (webhook_url or "").strip() or None
     secret = (webhook_secret or "").strip() or (old.webhook_secret if old else None)
+    lang = desk.tenant.language
     if email is not None and ("@" not in email or " " in email):
-        return _crews(request, conn, desk, f"{email!r} is not an e-mail address")
+        return _crews(request, conn, desk, refused(CaseError(code="bad_email", email=email), lang))
     if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
-        return _crews(request, conn, desk, "the webhook address must start with http:// or https://")
+        return _crews(request, conn, desk, refused(CaseError(code="bad_webhook"), lang))
     if webhook_url and not secret:
-        return _crews(request, conn, desk, "a webhook needs a secret: its messages are signed")
+        return _crews(request, conn, desk, refused(CaseError(code="webhook_secret"), lang))
     crew_store.upsert(
         conn,
         Crew(

@@ -119,6 +119,59 @@ WORDS: dict[str, dict[str, str]] = {
                     "pt": "Sem leituras neste intervalo."},
 }  # fmt: skip
 
+REFUSED: dict[str, dict[str, str]] = {
+    # what an operator is told when a decision does not fit (CasesError.code), with its params
+    "case_gone": {"en": "Case {case} is not an active case of this municipality.",
+                  "sv": "Ärende {case} är inget aktivt ärende i kommunen.",
+                  "pt": "O processo {case} não é um processo ativo deste município."},
+    "no_crew": {"en": "Crew {crew} does not exist or is inactive.", "sv": "Laget {crew} finns inte eller är inaktivt.",
+                "pt": "A equipa {crew} não existe ou está inativa."},
+    "skill": {"en": "Crew {crew} does not do {skill} work, which this fault needs.",
+              "sv": "Laget {crew} utför inte {skill}-arbete, som felet kräver.",
+              "pt": "A equipa {crew} não faz trabalho de {skill}, que esta avaria exige."},
+    "resolved": {"en": "Case {case} is already resolved.", "sv": "Ärende {case} är redan avslutat.",
+                 "pt": "O processo {case} já está resolvido."},
+    "not_resolved": {"en": "Case {case} is not resolved.", "sv": "Ärende {case} är inte avslutat.",
+                     "pt": "O processo {case} não está resolvido."},
+    "note_needed": {"en": "Write a note: it is read by the people concerned.",
+                    "sv": "Skriv ett besked: de berörda läser det.",
+                    "pt": "Escreva uma nota: as pessoas envolvidas vão lê-la."},
+    "merge_other": {"en": "Merge into another case of this municipality.",
+                    "sv": "Slå ihop med ett annat ärende i kommunen.",
+                    "pt": "Junte a outro processo deste município."},
+    "merge_active": {"en": "Both cases must be active to be merged.", "sv": "Båda ärendena måste vara aktiva.",
+                     "pt": "Ambos os processos têm de estar ativos."},
+    "active_exists": {"en": "{asset} already has an active case for this fault: work that one.",
+                      "sv": "{asset} har redan ett aktivt ärende för felet: arbeta med det.",
+                      "pt": "{asset} já tem um processo ativo para esta avaria: trabalhe nesse."},
+    "no_asset": {"en": "There is no asset {asset} in this municipality.",
+                 "sv": "Objektet {asset} finns inte i kommunen.",
+                 "pt": "Não existe o equipamento {asset} neste município."},
+    "report_done": {"en": "Report {report} has already been handled.", "sv": "Anmälan {report} är redan hanterad.",
+                    "pt": "A participação {report} já foi tratada."},
+    "bad_email": {"en": "{email} is not an e-mail address.", "sv": "{email} är ingen e-postadress.",
+                  "pt": "{email} não é um endereço de e-mail."},
+    "bad_webhook": {"en": "The webhook address must start with http:// or https://.",
+                    "sv": "Webhook-adressen måste börja med http:// eller https://.",
+                    "pt": "O endereço do webhook tem de começar por http:// ou https://."},
+    "webhook_secret": {"en": "A webhook needs a secret: its messages are signed.",
+                       "sv": "En webhook behöver en hemlighet: meddelandena signeras.",
+                       "pt": "Um webhook precisa de um segredo: as mensagens são assinadas."},
+}  # fmt: skip
+
+
+def refused(exc: Exception, lang: str) -> str:
+    """Why a decision was refused, in ``lang`` when lykta knows the refusal; else its own words."""
+    code = getattr(exc, "code", None)
+    params = getattr(exc, "params", {})
+    by_language = REFUSED.get(code or "")
+    if by_language is None:
+        return str(exc)
+    try:
+        return by_language[texts.language(lang)].format(**params)
+    except (KeyError, IndexError):
+        return str(exc)
+
 
 def words(lang: str) -> dict[str, str]:
     """The console's words and the shared ones (statuses, faults stay with texts)."""

@@ -179,7 +179,7 @@ def test_a_cases_chart_draws_the_assets_readings_and_crews_are_edited(api: Api) 
         assert edited.headers["location"] == "/console/solvik/crews?msg=saved"
         bad = eva.post("/console/solvik/crews", data={"csrf": csrf_of(page), "crew_id": "ljus", "name": "Ljus AB",
                                                       "webhook_url": "ftp://x"})  # fmt: skip
-        assert bad.status_code == 409 and "http://" in bad.text
+        assert bad.status_code == 409 and "Webhook-adressen måste börja med http://" in bad.text  # Swedish
     with psycopg.connect(api.url) as conn:
         row = conn.execute("SELECT name, skills, active FROM crews WHERE crew_id = 'ljus'").fetchone()
     assert row == ("Ljus AB", ["lighting", "electrical"], False)  # the box left unticked: no longer active
@@ -205,3 +205,23 @@ def test_the_case_list_pages_through_every_case_once(api: Api) -> None:
             seen += re.findall(r'<a href="/console/solvik/cases/(\d+)">', text)
         assert "50 av 120" in eva.get("/console/solvik/cases", params={"status": "resolved"}).text
     assert len(seen) == 120 and len(set(seen)) == 120  # every case once, none twice
+
+
+def test_refusals_are_told_in_the_municipalitys_language(api: Api) -> None:
+    from cases.console.words import REFUSED
+    from cases.texts import LANGUAGES
+
+    assert all(set(v) == set(LANGUAGES) for v in REFUSED.values())
+    add_crews(api.url)
+    finding(api.url, "SL-0003", "lampFailure", NIGHT)
+    sync(api.url, api.clock[0])
+    admin.add_operator(api.url, "eva@solvik.example", "Eva", ["solvik"], PASSWORD)
+    with closing(signed_in(api, "eva@solvik.example")) as eva:
+        token = csrf_of(eva.get("/console/solvik/cases/1").text)
+        wrong_crew = eva.post("/console/solvik/cases/1/assign", data={"csrf": token, "crew_id": "el"})
+        assert wrong_crew.status_code == 409
+        assert "Laget el utför inte lighting-arbete, som felet kräver." in wrong_crew.text
+        no_note = eva.post("/console/solvik/cases/1/close", data={"csrf": token, "note": " "})
+        assert "Skriv ett besked: de berörda läser det." in no_note.text
+        nowhere = eva.post("/console/solvik/cases/1/merge", data={"csrf": token, "into": "999"})
+        assert "Ärende 999 är inget aktivt ärende i kommunen." in nowhere.text
