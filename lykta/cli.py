@@ -173,9 +173,9 @@ def _simulate(settings: config.Settings, args: argparse.Namespace) -> int:
         duration = parse_span(args.duration, "--duration") if args.duration else None
     except ScenarioError as exc:
         raise LyktaError(str(exc)) from None
-    start = None
-    if args.start == "now":
-        start = time.time() - (duration or 0)
+    start = end = None
+    if args.start == "now":  # the scenario ends now: its own duration (or --duration) before
+        end = time.time()
     elif args.start:
         try:
             start = datetime.fromisoformat(args.start).timestamp()
@@ -190,6 +190,7 @@ def _simulate(settings: config.Settings, args: argparse.Namespace) -> int:
         speed=None if args.asap else args.speed,
         duration=duration,
         start=start,
+        end=end,
         seed=args.seed,
         ground_truth_file=Path(args.ground_truth) if args.ground_truth else None,
         login=client_login(settings, local_ingest=False, tenant=args.tenant),

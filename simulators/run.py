@@ -29,6 +29,8 @@ class SimulationRequest:
     speed: float | None = None
     duration: float | None = None
     start: float | None = None
+    end: float | None = None
+    """without ``start``: the scenario ends then (``--start now``: it ends now)"""
     seed: int | None = None
     ground_truth_file: Path | None = None
     quiet: bool = False
@@ -74,7 +76,7 @@ async def run_simulation(req: SimulationRequest) -> tuple[PublishReport, int]:
         )
     if req.scenario_file is not None:
         scenario = scenarios.load(
-            req.scenario_file, fleet.assets, fleet.children, duration=req.duration, start=req.start
+            req.scenario_file, fleet.assets, fleet.children, duration=req.duration, start=req.start, end=req.end
         )
     else:
         scenario = scenarios.build(
@@ -82,7 +84,8 @@ async def run_simulation(req: SimulationRequest) -> tuple[PublishReport, int]:
             fleet.assets,
             fleet.children,
             duration=req.duration or 86400,
-            start=req.start if req.start is not None else time.time() - (req.duration or 0),
+            start=req.start,
+            end=req.end if req.end is not None else time.time(),
         )
     if req.seed is not None and scenario.seed != req.seed:
         scenario = scenarios.Scenario(

@@ -105,7 +105,13 @@ def seed_of(path: Path | None) -> int:
 
 
 def load(
-    path: Path, assets: dict[str, Any], children: Any, *, duration: float | None = None, start: float | None = None
+    path: Path,
+    assets: dict[str, Any],
+    children: Any,
+    *,
+    duration: float | None = None,
+    start: float | None = None,
+    end: float | None = None,
 ) -> Scenario:
     """Read and check a scenario against the fleet's assets; ``children(asset_id)`` lists assets below one."""
     try:
@@ -114,7 +120,7 @@ def load(
         raise ScenarioError(f"{path}: the scenario file does not exist") from None
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
-    return build(doc, assets, children, source=str(path), duration=duration, start=start)
+    return build(doc, assets, children, source=str(path), duration=duration, start=start, end=end)
 
 
 def build(
@@ -125,7 +131,10 @@ def build(
     source: str = "scenario",
     duration: float | None = None,
     start: float | None = None,
+    end: float | None = None,
 ) -> Scenario:
+    """The scenario of ``doc``; ``duration`` and ``start`` override its own, and ``end`` (without ``start``)
+    places it to end then, its own duration (or ``duration``) before."""
     if not isinstance(doc, dict):
         raise ScenarioError(f"{source}: expected a mapping with seed, start, duration and faults")
     unknown = set(doc) - {"seed", "start", "duration", "faults", "description"}
@@ -134,14 +143,15 @@ def build(
     seed = doc.get("seed", 1)
     if not isinstance(seed, int):
         raise ScenarioError(f"{source}, field 'seed': expected a whole number")
-    begin = (
-        start
-        if start is not None
-        else _time(doc.get("start", "2026-11-02T12:00:00+00:00"), 0, 0, f"{source}, field 'start'")
-    )
     length = (
         duration if duration is not None else parse_span(str(doc.get("duration", "1d")), f"{source}, field 'duration'")
     )
+    if start is not None:
+        begin = start
+    elif end is not None:
+        begin = end - length
+    else:
+        begin = _time(doc.get("start", "2026-11-02T12:00:00+00:00"), 0, 0, f"{source}, field 'start'")
     end = begin + length
     rng = random.Random(seed)  # noqa: S311 - simulation, not secrets
     faults = []

@@ -98,3 +98,30 @@ def test_simulate_publishes_a_scenario_that_ingest_stores_completely(
         "malformedPayload",
     ]
     assert "simulated" in result.stderr
+
+
+def test_start_now_ends_the_scenario_now(broker: str, tmp_path: Path) -> None:
+    """``--start now`` without ``--duration`` started the scenario now (its help says "to end now"): a week
+    published ``--asap`` was all in the future."""
+    import csv
+    import time
+    from datetime import datetime
+
+    scenario_file = tmp_path / "s.yaml"
+    scenario_file.write_text(SCENARIO.format(start="2026-01-01T00:00:00+00:00"))  # 6 hours, starting long ago
+    truth = tmp_path / "truth.csv"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("LYKTA_")}, "LYKTA_MQTT_URL": broker}
+    before = time.time()
+    result = subprocess.run(
+        [sys.executable, "-m", "lykta.cli", "simulate", "--fleet", str(EXAMPLES / "solvik.csv"), "--scenario",
+         str(scenario_file), "--asap", "--start", "now", "--ground-truth", str(truth)],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    after = time.time()
+    with truth.open() as fh:
+        rows = list(csv.DictReader(fh))
+    ends = [datetime.fromisoformat(r["end"].replace("Z", "+00:00")).timestamp() for r in rows if r["end"]]
+    starts = [datetime.fromisoformat(r["start"].replace("Z", "+00:00")).timestamp() for r in rows]
+    assert rows and max(ends) <= after  # nothing in the future
+    assert min(starts) >= before - 6 * 3600 - 60  # the scenario's own 6 hours, ending now
