@@ -22,6 +22,7 @@ from floor.errors import NotInstalledError, ServiceError
 from lykta import ha, postgres, services
 from lykta.postgres import PostgresInfo
 from lykta.process import Account, free_port
+from storage import cluster as cluster_store
 
 STANZA = "lykta"
 
@@ -97,11 +98,9 @@ def configure(state_dir: Path, info: PostgresInfo | None) -> Path:
     # run by the server's shell in its data directory: every member pushes as itself, whichever leads
     command = f'{_pgbackrest()} --config={conf} --stanza={STANZA} --pg1-path="$PWD" archive-push %p'
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'postgres'").fetchone():
-            conn.execute("CREATE ROLE postgres LOGIN SUPERUSER")  # the service account, by peer authentication
+        cluster_store.ensure_service_role(conn)
         if info is not None:
-            conn.execute(psycopg.sql.SQL("ALTER SYSTEM SET archive_command = {}").format(psycopg.sql.Literal(command)))
-            conn.execute("SELECT pg_reload_conf()")
+            cluster_store.set_archive_command(conn, command)
     if info is None:  # Patroni owns the members' configuration: every member archives, whichever leads
         cluster = ha.HaCluster.load((state_dir / "ha").resolve())
         if cluster is None:
@@ -173,8 +172,7 @@ def restore(state_dir: Path, target: str | None, into: Path) -> PostgresInfo:
     while time.monotonic() < deadline:
         try:
             with psycopg.connect(info.url(), autocommit=True) as conn:
-                row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
-                if row and not row[0]:
+                if not cluster_store.in_recovery(conn):
                     return info
         except psycopg.OperationalError:
             pass
@@ -186,16 +184,11 @@ def archive_now(url: str, timeout: float = 120.0) -> str:
     """Close the current WAL segment and wait until it is archived (what was committed so far is then in the
     repository); the segment's name."""
     with psycopg.connect(url, autocommit=True) as conn:
-        # a record first: switching out of a segment nothing was written to yet closes nothing
-        conn.execute("SELECT pg_logical_emit_message(false, 'lykta', 'archive now')")
-        row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
-        if row is None:
-            raise ServiceError("pg_switch_wal returned nothing")
-        segment = str(row[0])
+        segment = cluster_store.close_wal_segment(conn)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            done = conn.execute("SELECT last_archived_wal, last_failed_wal FROM pg_stat_archiver").fetchone()
-            if done and done[0] and str(done[0]) >= segment:
+            done = cluster_store.archiver(conn)
+            if done[0] and done[0] >= segment:
                 return segment
             time.sleep(0.2)
     raise ServiceError(f"WAL segment {segment} was not archived within {timeout:.0f} s (last failed: {done})")

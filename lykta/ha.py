@@ -28,6 +28,7 @@ import yaml
 from floor.errors import NotInstalledError, ServiceError
 from lykta.postgres import DATABASE, SUPERUSER, find_bindir
 from lykta.process import Account, free_port, is_alive, stop_pid
+from storage import cluster as cluster_store
 
 SCOPE = "lykta"
 REPLICATOR = "replicator"
@@ -317,8 +318,7 @@ def up(state_dir: Path, *, synchronous: bool = True, ephemeral: bool = False) ->
     cluster.save()
     wait_for(cluster)
     with psycopg.connect(cluster.url(database="postgres"), autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():
-            conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(DATABASE)))
+        cluster_store.ensure_database(conn, DATABASE)
     return cluster
 
 
@@ -344,10 +344,7 @@ def set_parameters(cluster: HaCluster, parameters: dict[str, str], timeout: floa
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with psycopg.connect(cluster.url(database="postgres"), autocommit=True) as conn:
-            if all(
-                (row := conn.execute("SELECT current_setting(%s)", (name,)).fetchone()) and row[0] == value
-                for name, value in parameters.items()
-            ):
+            if all(cluster_store.setting(conn, name) == value for name, value in parameters.items()):
                 return
         time.sleep(0.5)
     raise ServiceError(f"the primary did not take {sorted(parameters)} within {timeout:.0f} s")

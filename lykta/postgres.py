@@ -15,6 +15,7 @@ import psycopg
 
 from floor.errors import NotInstalledError, ServiceError
 from lykta.process import Account, cmdline, free_port, is_alive, stop_pid
+from storage import cluster as cluster_store
 
 SUPERUSER = "lykta"
 DATABASE = "lykta"
@@ -210,9 +211,7 @@ def _start(root: Path, info: PostgresInfo, data: Path) -> None:
 
 def _ensure_database(info: PostgresInfo) -> None:
     with psycopg.connect(info.url("postgres"), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (info.database,)).fetchone()
-        if not exists:
-            conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(info.database)))
+        cluster_store.ensure_database(conn, info.database)
 
 
 def _is_our_postgres(pid: int, data: Path) -> bool:
