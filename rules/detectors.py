@@ -232,12 +232,16 @@ def supply_loss(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Condit
 
 
 def icy_road(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Conditions:
-    """Road surface at or below ``near_zero_c`` and at or below the dew point (+ ``dew_margin_c``)."""
+    """Road surface at or below ``near_zero_c`` and below the dew point (+ ``dew_margin_c``).
+
+    Below, not at: readings rounded to a tenth of a degree that come out equal say the surface is within
+    rounding of the dew point, which is no evidence of frost forming (the hysteresis band: the state continues).
+    """
     wide = _wide(frame, ["road_temp_c", "dew_point_c"])
     road = wide["road_temp_c"].to_numpy(dtype=float)
     dew = wide["dew_point_c"].to_numpy(dtype=float)
     bad = np.where(
-        (road <= p["near_zero_c"]) & (road <= dew + p["dew_margin_c"]),
+        (road <= p["near_zero_c"]) & (road < dew + p["dew_margin_c"]),
         1.0,
         np.where((road > p["clear_above_c"]) | (road > dew + p["clear_above_c"]), 0.0, np.nan),
     )

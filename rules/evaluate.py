@@ -59,35 +59,40 @@ class Shard:
 
 
 def runs(conditions: pd.DataFrame) -> pd.DataFrame:
-    """The current run of each asset: its last known condition (``bad``) and since when it has held.
+    """The current run of each asset: its last known condition (``bad``), since when it has held, and the last
+    reading that said so (``last``): the evidence it holds on.
 
-    Unknown conditions continue the previous state; an asset with no known condition has no run.
+    Unknown conditions continue the previous state but are no evidence: a run lasts from its first to its last
+    known reading. An asset with no known condition has no run.
     """
     if conditions.empty:
-        return pd.DataFrame({"asset_id": [], "bad": [], "since": []})
+        return pd.DataFrame({"asset_id": [], "bad": [], "since": [], "last": []})
     frame = conditions.sort_values(["asset_id", "t"], kind="stable")
-    flags = frame.groupby("asset_id", sort=False)["bad"].ffill().to_numpy(dtype=float)
-    known = ~np.isnan(flags)
+    known = frame["bad"].notna().to_numpy()
     ids = frame["asset_id"].to_numpy()[known]
     times = frame["t"].to_numpy(dtype=float)[known]
-    flags = flags[known]
+    flags = frame["bad"].to_numpy(dtype=float)[known]
     if len(ids) == 0:
-        return pd.DataFrame({"asset_id": [], "bad": [], "since": []})
+        return pd.DataFrame({"asset_id": [], "bad": [], "since": [], "last": []})
     first = np.r_[True, ids[1:] != ids[:-1]]
     change = first | np.r_[True, flags[1:] != flags[:-1]]
     since = pd.Series(np.where(change, times, np.nan)).ffill().to_numpy()
     last = np.r_[first[1:], True]
-    return pd.DataFrame({"asset_id": ids[last], "bad": flags[last], "since": since[last]})
+    return pd.DataFrame({"asset_id": ids[last], "bad": flags[last], "since": since[last], "last": times[last]})
 
 
 def verdicts(conditions: pd.DataFrame, as_of: float, hold_s: float, clear_s: float) -> list[Verdict]:
-    """The state of each asset at ``as_of`` from its conditions, with the rule's durations."""
+    """The state of each asset at ``as_of`` from its conditions, with the rule's durations: a condition has held
+    for as long as readings say so (from the first to the last known reading of its run, never up to ``as_of``
+    on the strength of readings that cannot tell)."""
     current = runs(conditions)
     out: list[Verdict] = []
-    for asset_id, bad, since in zip(current["asset_id"], current["bad"], current["since"], strict=True):
-        if bad == 1.0 and as_of - since >= hold_s:
+    for asset_id, bad, since, last in zip(
+        current["asset_id"], current["bad"], current["since"], current["last"], strict=True
+    ):
+        if bad == 1.0 and last - since >= hold_s:
             out.append(Verdict(asset_id, True, float(since), {"since": iso(float(since))}))
-        elif bad == 0.0 and as_of - since >= clear_s:
+        elif bad == 0.0 and last - since >= clear_s:
             out.append(Verdict(asset_id, False, float(since), {"since": iso(float(since))}))
     return out
 

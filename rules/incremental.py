@@ -11,7 +11,8 @@ the cycling window, an hour of circuit peers, the previous switch count).
 The fold follows each asset's conditions in device-time order, as if the rule
 were evaluated after every reading: a condition that held for the rule's
 ``for`` opens a finding, one that has been gone for ``clear`` closes it, even
-when both happen between two cycles. Unknown conditions continue the state.
+when both happen between two cycles. Unknown conditions continue the state but
+are no evidence: a duration is measured between known readings only.
 Only states that matter are kept: a fault condition, or a good one under a
 finding that is still open; everything else is "no fault" by default.
 """
@@ -149,11 +150,9 @@ class Step:
             key = self._key(rule, r)
             state = self.states.get(key)
             current = open_now.get(key)
-            for t, bad in [*by_asset.get(r, []), (t1, math.nan)]:
-                if not math.isnan(bad) and (state is None or bad != state[0]):
+            for t, bad in by_asset.get(r, []):  # known conditions only: the evidence a duration is judged on
+                if state is None or bad != state[0]:
                     state = (bad, t)
-                if state is None:
-                    continue
                 flag, since = state
                 if flag == 1.0 and current is None and t - since >= rule.hold_s:
                     evidence = self._evidence(rule, since, t1)

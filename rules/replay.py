@@ -36,9 +36,9 @@ def replay(conditions: pd.DataFrame, hold_s: float, clear_s: float) -> list[Epis
     if conditions.empty:
         return out
     for asset_id, group in conditions.sort_values(["asset_id", "t"]).groupby("asset_id", sort=False):
-        flags = group["bad"].ffill().to_numpy()
+        flags = group["bad"].to_numpy(dtype=float)
         times = group["t"].to_numpy()
-        known = ~np.isnan(flags)
+        known = ~np.isnan(flags)  # unknown conditions continue a run but are no evidence of its duration
         flags, times = flags[known], times[known]
         opened: tuple[float, float] | None = None
         run_start = times[0] if len(times) else 0.0

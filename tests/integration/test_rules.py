@@ -133,8 +133,9 @@ def test_verdicts_need_the_condition_for_its_duration_and_carry_unknowns() -> No
     assert verdicts(cond, as_of=t[-1], hold_s=1800, clear_s=0)[0].since == 1200.0
     assert verdicts(cond, as_of=t[-1], hold_s=3600, clear_s=0) == []
     healing = pd.DataFrame({"asset_id": "A", "t": t, "bad": [1, 1, 0, 0, 0, np.nan, np.nan]})
-    assert verdicts(healing, as_of=t[-1], hold_s=0, clear_s=3000) == []
-    cleared = verdicts(healing, as_of=t[-1], hold_s=0, clear_s=2400)
+    # gone from 1200 s, last seen gone at 2400 s: the unknowns after it are no evidence it stayed gone
+    assert verdicts(healing, as_of=t[-1], hold_s=0, clear_s=1500) == []
+    cleared = verdicts(healing, as_of=t[-1], hold_s=0, clear_s=1200)
     assert cleared[0].fault is False and cleared[0].since == 1200.0
 
 
