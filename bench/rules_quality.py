@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from lykta import services  # noqa: E402
 from rules import definitions  # noqa: E402
-from rules.replay import Episode, TimeMap, backfill  # noqa: E402
+from rules.replay import Episode, backfill  # noqa: E402
 from simulators import fleet as fleets  # noqa: E402
 from simulators import scenario as scenarios  # noqa: E402
 from simulators.clock import SimClock  # noqa: E402
@@ -169,10 +169,8 @@ def main() -> None:
         began = time.monotonic()
         with psycopg.connect(url) as conn:
             found = [
-                (x["asset_id"], r.fault, e)
-                for r, x, e in backfill(
-                    conn, definitions.load(), plan.start, plan.end, TimeMap(plan.start, report.wall_start, args.speed)
-                )
+                (x.asset_id, r.fault, e)
+                for r, x, e in backfill(conn, definitions.load(), plan.start, plan.end)
             ]
         print(f"rules replayed over the week in {time.monotonic() - began:.0f} s\n")
         lamps = sum(1 for r in fleet.assets.values() if r.kind == "streetlight")

@@ -190,7 +190,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--shard", default="0/1", help="evaluate the devices of shard k of N (default 0/1)")
     p.add_argument("--from", dest="start", help="backtest: first evaluation time (ISO)")
     p.add_argument("--to", dest="end", help="backtest: last evaluation time (ISO)")
-    p.add_argument("--step", type=float, default=600.0, help="backtest: seconds between evaluations (default 600)")
+    p.add_argument(
+        "--step",
+        type=float,
+        default=3600.0,
+        help="backtest: seconds of device time read at once (default 3600); every reading is judged whatever the step",
+    )
     p.set_defaults(func=_rules)
 
     p = sub.add_parser("cases", help="turn findings into cases and work orders; deliver messages")

@@ -30,7 +30,7 @@ from floor.mqtt_login import local_gateway_login, local_login
 from lykta import admin, demo_cases, devices, services
 from lykta.broker_accounts import keep_secret, new_secret
 from rules import definitions
-from rules.replay import TimeMap, backfill, persist
+from rules.replay import backfill, persist
 from simulators.run import SimulationRequest, run_simulation
 from storage import assets, grafana, reports
 from storage.connection import connect
@@ -121,11 +121,12 @@ async def _simulate_week(url: str, mqtt_url: str, start: float, settings: Settin
     return report.wall_start
 
 
-def _findings(url: str, start: float, wall0: float) -> list[str]:
-    """The default rules replayed over the simulated week, written to the findings table."""
+def _findings(url: str, start: float) -> list[str]:
+    """The default rules over the simulated week, as the live service would have evaluated it, written to the
+    findings table."""
     end = start + 7 * 86400
     with psycopg.connect(url) as conn:
-        found = backfill(conn, definitions.load(), start, end, TimeMap(start, wall0, SPEED))
+        found = backfill(conn, definitions.load(), start, end)
         with conn.transaction():
             written = persist(conn, found, end)
     counts: dict[str, int] = {}
@@ -176,13 +177,13 @@ def run(settings: Settings, inventory: Path | None = None) -> int:
             raise LyktaError(f"lykta ingest exited with {ingest.returncode}")
         _say("a simulated week of Solvik, ending now, published at a week per minute", [])
         start = time.time() - 7 * 86400 - 120
-        wall0 = asyncio.run(_simulate_week(url, mqtt_url, start, settings))
+        asyncio.run(_simulate_week(url, mqtt_url, start, settings))
         time.sleep(1.5)  # the last statistics interval
     finally:
         ingest.send_signal(signal.SIGTERM)
         ingest.wait(60)
     _say("stored", _stored(url))
-    _say("findings of the default rules over the week (lykta rules)", _findings(url, start, wall0))
+    _say("findings of the default rules over the week (lykta rules)", _findings(url, start))
     demo_cases.run(settings, url, tenant_id, _say)
     _say("rollups and daylight (lykta db maintain)", admin.maintain(url, settings.retention_days))
     _say("Grafana dashboards (lykta dashboards build)", _dashboards(settings, url))

@@ -21,6 +21,7 @@ import pandas as pd
 import psycopg
 
 from floor.timefmt import iso
+from rules.cadence import Cadence
 from rules.definitions import Rule
 from rules.detectors import DETECTORS
 from storage import rules as store
@@ -97,30 +98,32 @@ def verdicts(conditions: pd.DataFrame, as_of: float, hold_s: float, clear_s: flo
     return out
 
 
-def silence(  # noqa: PLR0917 - the window and the devices of one rule
-    times: dict[str, list[float]],
-    intervals: dict[str, float],
+def silence(
+    times: dict[str, list[tuple[float, float]]],
+    limits: dict[str, tuple[float, float]],
     as_of: float,
-    window_start: float,
-    k: float,
-    ever_seen: set[str] | None = None,
+    before: dict[str, float],
+    clock_s: float = 300.0,
 ) -> list[Verdict]:
-    """Absence: no reading for ``k`` reporting intervals (devices that never reported are not judged)."""
+    """Absence by device time: ``times`` are each device's readings in the window (device time, receive time),
+    ``limits`` its (measured, heard) limits, ``before`` the last device time of devices with nothing in the
+    window (devices in neither were never heard: not judged). Silent at ``as_of`` when the last reading is
+    older than the heard limit and the clock difference the contract allows (see rules/incremental.py)."""
     out = []
-    for asset_id, interval in intervals.items():
-        seen = sorted(times.get(asset_id, []))
-        limit = k * interval
-        if not seen and ever_seen is not None and asset_id not in ever_seen:
-            continue
+    for asset_id, (limit, heard_limit) in limits.items():
+        seen = times.get(asset_id, [])
         if not seen:
-            out.append(Verdict(asset_id, True, window_start, {"last_reading": None, "limit_s": limit}))
+            if asset_id in before:
+                last = before[asset_id]
+                out.append(Verdict(asset_id, True, last, {"last_reading": iso(last), "limit_s": limit}))
             continue
-        if as_of - seen[-1] > limit:
-            out.append(Verdict(asset_id, True, seen[-1], {"last_reading": iso(seen[-1]), "limit_s": limit}))
+        last_t = seen[-1][0]
+        if as_of - last_t > heard_limit + clock_s:
+            out.append(Verdict(asset_id, True, last_t, {"last_reading": iso(last_t), "limit_s": limit}))
             continue
-        gaps = [b for a, b in itertools.pairwise(seen) if b - a > limit]
-        since = gaps[-1] if gaps else seen[0]
-        out.append(Verdict(asset_id, False, since, {"last_reading": iso(seen[-1])}))
+        gaps = [b for (a, _), (b, _) in itertools.pairwise(seen) if b - a > limit]
+        since = gaps[-1] if gaps else seen[0][0]
+        out.append(Verdict(asset_id, False, since, {"last_reading": iso(last_t)}))
     return out
 
 
@@ -128,6 +131,10 @@ class FindingStore(Protocol):
     """Where findings go; each change returns the finding as it now is (findings are frozen)."""
 
     def open_for(self) -> dict[tuple[str, str, str], Finding]: ...
+    def of_fault(self, fault: str, since: float) -> list[tuple[str, str, float, float | None]]:
+        """(tenant, asset, observed, cleared) of the findings of ``fault`` open now or cleared after ``since``."""
+        ...
+
     def opened(self, finding: Finding) -> Finding: ...
     def kept(self, finding: Finding, last_seen: float, evidence: dict[str, Any]) -> Finding: ...
     def cleared(self, finding: Finding, cleared_at: float) -> Finding: ...
@@ -143,6 +150,9 @@ class DatabaseStore:
 
     def open_for(self) -> dict[tuple[str, str, str], Finding]:
         return store.open_findings(self.conn)
+
+    def of_fault(self, fault: str, since: float) -> list[tuple[str, str, float, float | None]]:
+        return store.findings_of_fault_since(self.conn, fault, since)
 
     def opened(self, finding: Finding) -> Finding:
         return replace(finding, finding_id=store.insert_finding(self.conn, finding))
@@ -174,6 +184,13 @@ class MemoryStore:
     def open_for(self) -> dict[tuple[str, str, str], Finding]:
         return {(f.tenant_id, f.asset_id, f.rule_id): f for f in self.all if f.cleared_at is None}
 
+    def of_fault(self, fault: str, since: float) -> list[tuple[str, str, float, float | None]]:
+        return [
+            (f.tenant_id, f.asset_id, f.observed_at, f.cleared_at)
+            for f in self.all
+            if f.fault == fault and (f.cleared_at is None or f.cleared_at > since)
+        ]
+
     def opened(self, finding: Finding) -> Finding:
         self._at[self._key(finding)] = len(self.all)
         self.all.append(finding)
@@ -204,7 +221,7 @@ class Outcome:
     cleared: int = 0
 
 
-def _lookback(rules: Iterable[Rule]) -> float:
+def lookback(rules: Iterable[Rule]) -> float:
     extra = max((float(r.params.get("window", 0.0)) for r in rules), default=0.0)
     return max(MIN_LOOKBACK_S, max((r.hold_s + r.clear_s for r in rules), default=0.0) + extra + 3600)
 
@@ -301,17 +318,18 @@ def evaluate_with_runs(
     shard: Shard = Shard(),
     tenant_id: str | None = None,
     only: set[int] | None = None,
+    cadence: Cadence | None = None,
 ) -> tuple[Outcome, dict[tuple[str, str], pd.DataFrame]]:
     """:func:`evaluate`, also returning the runs of every rule by (rule id, tenant/asset ref)."""
     assets = AssetTable(store.load_assets(conn, tenant_id), shard, only=only)
-    lookback = _lookback(rules)
-    start = as_of - lookback
+    start = as_of - lookback(rules)
     metrics = sorted({m for r in rules for m in DETECTORS[r.detector].metrics(r.params)})
     keys = None if shard.count == 1 and only is None else list(assets.by_key)
     frame = assets.frame(store.load_recent(conn, keys, dict.fromkeys(metrics, start), as_of))
     open_now = findings.open_for()
     outcome = Outcome()
-    times: dict[str, list[float]] | None = None
+    times: dict[str, list[tuple[float, float]]] | None = None
+    before: dict[str, float] = {}
     results: list[tuple[Rule, list[Verdict], list[int]]] = []
     all_runs: dict[tuple[str, str], pd.DataFrame] = {}
     for rule in rules:
@@ -320,17 +338,22 @@ def evaluate_with_runs(
         if not chosen:
             continue
         if rule.detector == "absence":
+            cadence = cadence or Cadence()
+            cadence.refresh(conn, keys, as_of)
             if times is None:
-                times = {}
-                for key, t in store.reading_times(conn, list(assets.by_key), start, as_of):
-                    times.setdefault(str(assets.by_key[key]), []).append(t)
+                times = {str(assets.by_key[k]): v for k, v in store.device_times(conn, keys, start, as_of).items()}
+                quiet = [
+                    a.key()
+                    for a in assets.rows
+                    if a.device_key is not None and str(assets.by_key[a.key()]) not in times
+                ]
+                before = {str(assets.by_key[k]): t for k, (t, _) in store.last_readings(conn, quiet, start).items()}
+            k = float(rule.params["intervals"])
             result = silence(
                 times,
-                {str(c): assets.rows[c].interval() for c in chosen},
+                {str(c): (k * cadence.measures(assets.rows[c]), k * cadence.heard(assets.rows[c])) for c in chosen},
                 as_of,
-                start,
-                float(rule.params["intervals"]),
-                {str(c) for c in chosen if assets.rows[c].last_seen is not None},
+                before,
             )
             result = [Verdict(int(v.asset_id), v.fault, v.since, v.evidence) for v in result]
         else:
@@ -411,8 +434,12 @@ def open_finding(  # noqa: PLR0917 - the parts of one new finding
     evidence: dict[str, Any],
     open_now: dict[tuple[str, str, str], Finding],
     findings: FindingStore,
+    detected_at: float | None = None,
 ) -> Finding:
-    finding = findings.opened(new_finding(rule, asset, since, as_of, as_of, evidence))
+    """Open a finding seen as of ``as_of``; ``detected_at``: when it would have been detected, if not then."""
+    finding = findings.opened(
+        new_finding(rule, asset, since, as_of, as_of if detected_at is None else detected_at, evidence)
+    )
     open_now[asset.tenant_id, asset.asset_id, rule.id] = finding
     return finding
 

@@ -27,6 +27,7 @@ import pandas as pd
 import psycopg
 
 from floor.timefmt import iso
+from rules.cadence import Cadence
 from rules.definitions import Rule
 from rules.detectors import DETECTORS
 from rules.evaluate import (
@@ -41,6 +42,9 @@ from storage import rules as store
 from storage.rules import Finding, StateKey
 
 States = dict[StateKey, tuple[float, float]]
+
+CLOCK_S = 300.0
+"""How far a device's clock may be ahead of lykta's (docs/telemetry.md); a silence up to now is judged with it."""
 
 
 def context_s(rule: Rule) -> float:
@@ -65,8 +69,16 @@ class Step:
         states: States,
         findings: FindingStore,
         every_device: bool,
+        *,
+        cadence: Cadence | None = None,
+        replaying: bool = False,
     ) -> None:
+        """``replaying``: evaluating stored history, so a finding is dated when it would have been detected (the
+        reading that completed its duration, the moment a silence passed its limit), not at the step's end."""
         self.conn = conn
+        self.cadence = cadence or Cadence()
+        self.replaying = replaying
+        self.last: dict[int, tuple[float, float]] = {}
         self.rules = sorted(rules, key=lambda r: r.detector == "absence")  # supply first: it explains silence
         self.assets = assets
         self.states = states
@@ -83,23 +95,18 @@ class Step:
         raw = store.load_recent(self.conn, keys, starts, t1) if starts else None
         frame = self.assets.frame(raw) if raw is not None else pd.DataFrame(columns=["asset_id", "t", "metric"])
         open_now = self.findings.open_for()
-        lost = {ref(f.tenant_id, f.asset_id) for f in open_now.values() if f.fault == "supplyLoss"}
         for rule in self.rules:
             mask = self.assets.chosen(rule)
             chosen = np.nonzero(mask)[0].tolist()
             if not chosen:
                 continue
             if rule.detector == "absence":
-                self._silence(rule, chosen, t0, t1, open_now, lost, outcome)
+                self._silence(rule, chosen, t0, t1, open_now, outcome)
                 continue
             sub = self.assets.select(frame, mask)
             conditions = DETECTORS[rule.detector].run(sub, self.assets.table, rule.params)
             conditions = conditions[conditions["t"] > t0]
             self._fold(rule, conditions, set(chosen), t1, open_now, outcome)
-            if rule.detector == "supply_loss":
-                lost |= {
-                    self.assets.refs[c] for c in chosen if self.states.get(self._key(rule, c), (0.0, 0.0))[0] == 1.0
-                }
         self.findings.flush()
 
     def save(self) -> None:
@@ -156,7 +163,10 @@ class Step:
                 flag, since = state
                 if flag == 1.0 and current is None and t - since >= rule.hold_s:
                     evidence = self._evidence(rule, since, t1)
-                    current = open_finding(rule, self.assets.rows[r], since, t1, evidence, open_now, self.findings)
+                    detected = t if self.replaying else None
+                    current = open_finding(
+                        rule, self.assets.rows[r], since, t1, evidence, open_now, self.findings, detected
+                    )
                     outcome.opened += 1
                 elif flag == 0.0 and current is not None and t - since >= rule.clear_s and since >= current.observed_at:
                     self.findings.cleared(current, since)
@@ -176,49 +186,81 @@ class Step:
         t0: float,
         t1: float,
         open_now: dict[StateKey, Finding],
-        lost: set[str],
         outcome: Outcome,
     ) -> None:
-        """Absence by receive time: silent for more than ``intervals`` reporting intervals at ``t1``."""
-        heard = store.heard_between(self.conn, t0, t1)
+        """Silence by device time: a gap of more than ``intervals`` of the device's own (learned) interval between
+        two readings; or, since the last one up to ``t1``, more than ``intervals`` of how often it is heard (a
+        gateway that batches a quarter of an hour is heard every quarter of an hour) and the clock difference
+        the contract allows (``CLOCK_S``): the evaluator's clock is not the device's. A silence that began
+        before its cabinet lost its supply, but less than the limit before, is the cabinet's (its supply-loss
+        finding), not a finding of its own."""
+        keys = [self.assets.rows[r].key() for r in chosen]
+        self.cadence.refresh(self.conn, None if self.every_device else keys, t1)
+        seen = store.device_times(self.conn, None if self.every_device else keys, t0, t1)
+        missing = [k for k in keys if k not in self.last]
+        self.last.update(store.last_readings(self.conn, missing, t0))
+        losses = self._losses(t0)
         k = float(rule.params["intervals"])
-        last: dict[int, float] = {}
-        unknown: dict[int, int] = {}
         for r in chosen:
             asset = self.assets.rows[r]
-            key = asset.key()
-            if key in heard:
-                last[r] = heard[key][1]
-            elif asset.last_seen is not None and asset.last_seen <= t1:
-                last[r] = float(asset.last_seen)
-            elif asset.last_seen is not None:
-                unknown[key] = r  # heard after t1 but not in this step: a cycle catching up
-        for key, t in store.last_heard(self.conn, unknown, t1).items():
-            last[unknown[key]] = t
-        for r in chosen:
-            asset = self.assets.rows[r]
-            key_ = (asset.tenant_id, asset.asset_id, rule.id)
-            current = open_now.get(key_)
             device = asset.key()
-            limit = k * asset.interval()
-            if current is not None and device in heard:
-                self.findings.cleared(current, heard[device][0])
-                del open_now[key_]
-                current = None
-                outcome.cleared += 1
-            seen = last.get(r)
-            if seen is None or t1 - seen <= limit:
+            fkey = (asset.tenant_id, asset.asset_id, rule.id)
+            current = open_now.get(fkey)
+            limit = k * self.cadence.measures(asset)
+            dark = losses.get(cabinet_of(self.assets.refs[r], self.assets.parents), [])
+            prev = self.last.get(device)
+            for t, received in seen.get(device, []):
+                if prev is not None and t - prev[0] > limit:  # a gap in device time, over now
+                    if current is None and not _explained(prev[0], limit, dark):
+                        current = self._open_silence(rule, r, prev[0], limit, t1, open_now)
+                        outcome.opened += 1
+                    if current is not None:
+                        self.findings.cleared(current, t)
+                        del open_now[fkey]
+                        current = None
+                        outcome.cleared += 1
+                elif current is not None:
+                    # no gap after all: stored readings delivered late filled it; heard again when they arrived
+                    self.findings.cleared(current, min(received, t1))
+                    del open_now[fkey]
+                    current = None
+                    outcome.cleared += 1
+                prev = (t, received)
+            if prev is None:
+                continue  # never heard: not judged
+            self.last[device] = prev
+            last_t = prev[0]
+            if t1 - last_t <= k * self.cadence.heard(asset) + CLOCK_S:
                 continue
+            evidence = {"last_reading": iso(last_t), "limit_s": limit, **self._evidence(rule, None, t1)}
             if current is None:
-                if cabinet_of(self.assets.refs[r], self.assets.parents) in lost:
-                    continue  # silent because its cabinet has no supply: not a finding of its own
-                evidence = {"last_reading": iso(seen), "limit_s": limit, **self._evidence(rule, None, t1)}
-                open_finding(rule, asset, seen, t1, evidence, open_now, self.findings)
-                outcome.opened += 1
+                if not _explained(last_t, limit, dark):
+                    self._open_silence(rule, r, last_t, limit, t1, open_now, evidence)
+                    outcome.opened += 1
             else:
-                evidence = {"last_reading": iso(seen), "limit_s": limit, **self._evidence(rule, None, t1)}
-                open_now[key_] = self.findings.kept(current, t1, evidence)
+                open_now[fkey] = self.findings.kept(current, t1, evidence)
                 outcome.kept += 1
+
+    def _open_silence(  # noqa: PLR0917 - one finding
+        self,
+        rule: Rule,
+        r: int,
+        last_t: float,
+        limit: float,
+        t1: float,
+        open_now: dict[StateKey, Finding],
+        evidence: dict[str, Any] | None = None,
+    ) -> Finding:
+        evidence = evidence or {"last_reading": iso(last_t), "limit_s": limit, **self._evidence(rule, None, t1)}
+        detected = last_t + limit if self.replaying else None
+        return open_finding(rule, self.assets.rows[r], last_t, t1, evidence, open_now, self.findings, detected)
+
+    def _losses(self, t0: float) -> dict[str, list[tuple[float, float]]]:
+        """Cabinets (refs) that lost their supply: (from, to) of each loss open now or over since ``t0``."""
+        out: dict[str, list[tuple[float, float]]] = {}
+        for tenant, asset, start, end in self.findings.of_fault("supplyLoss", t0 - 86400.0):
+            out.setdefault(ref(tenant, asset), []).append((start, math.inf if end is None else end))
+        return out
 
     @staticmethod
     def _evidence(rule: Rule, since: float | None, as_of: float) -> dict[str, Any]:
@@ -250,3 +292,9 @@ def states_from_runs(
             if bad == 1.0 or key in open_now:
                 out[key] = (float(bad), float(since))
     return out
+
+
+def _explained(last_t: float, limit: float, losses: list[tuple[float, float]]) -> bool:
+    """A silence from ``last_t`` is its cabinet's when the supply was lost before it would have become a finding
+    of its own (``last_t + limit``) and not restored before it began."""
+    return any(start <= last_t + limit and end >= last_t for start, end in losses)

@@ -12,8 +12,18 @@ import psycopg
 
 from floor.service import run_cycles
 from rules import definitions
-from rules.evaluate import AssetTable, DatabaseStore, MemoryStore, Outcome, Shard, evaluate, evaluate_with_runs
+from rules.cadence import Cadence
+from rules.evaluate import (
+    AssetTable,
+    DatabaseStore,
+    MemoryStore,
+    Outcome,
+    Shard,
+    evaluate,
+    evaluate_with_runs,
+)
 from rules.incremental import Step, states_from_runs
+from rules.replay import HISTORY_STEP_S, evaluate_history
 from storage import rules as store
 from storage.rules import Finding
 
@@ -25,6 +35,10 @@ STEP_S = 600.0
 MAX_CATCH_UP_S = 2 * 86400.0
 """How far back a cycle goes for late data (the contract accepts readings up to 35 days old; older findings
 need a backtest)."""
+
+
+_CADENCES: dict[tuple[str, str], Cadence] = {}
+"""The learned intervals of each database and shard this process evaluates (learned again every hour)."""
 
 
 def run_once(url: str, rule_files: list[Path], as_of: float, shard: Shard) -> Outcome:
@@ -57,6 +71,7 @@ def run_cycle(url: str, rule_files: list[Path], now: float, shard: Shard, step_s
             late, received = store.late_devices(conn, received_upto or 0.0, evaluated_to)
             owned = {a.device_key for a in everything if shard.owns(a.device_id)}
             late = {k: t for k, t in late.items() if k in owned}
+            cadence = _CADENCES.setdefault((url, shard.label), Cadence())
             step = Step(
                 conn,
                 rules,
@@ -64,6 +79,7 @@ def run_cycle(url: str, rule_files: list[Path], now: float, shard: Shard, step_s
                 store.load_states(conn),
                 findings,
                 every_device=shard.count == 1,
+                cadence=cadence,
             )
             if now > evaluated_to:
                 for t0, t1 in itertools.pairwise([evaluated_to, *_steps(evaluated_to, now, step_s)]):
@@ -74,7 +90,7 @@ def run_cycle(url: str, rule_files: list[Path], now: float, shard: Shard, step_s
                 start = max(min(late.values()), now - MAX_CATCH_UP_S)
                 assets = AssetTable(everything, shard, only=only)
                 for t in _steps(start, now, step_s)[:-1]:
-                    _add(total, evaluate(conn, rules, t, findings, shard=shard, only=only))
+                    _add(total, evaluate(conn, rules, t, findings, shard=shard, only=only, cadence=cadence))
                 _add(total, _full(conn, rules, now, findings, assets, shard, only))
         store.save_progress(conn, shard.label, max(now, done[0] if done else now), received)
     return total
@@ -136,14 +152,18 @@ async def run_every(
 
 
 def backtest(
-    url: str, rule_files: list[Path], start: float, end: float, *, step_s: float, shard: Shard | None = None
+    url: str,
+    rule_files: list[Path],
+    start: float,
+    end: float,
+    *,
+    step_s: float = HISTORY_STEP_S,
+    shard: Shard | None = None,
 ) -> list[Finding]:
-    """The findings the rules would have produced between start and end, evaluated every ``step_s``."""
+    """The findings the rules would have produced between start and end (:func:`evaluate_history`), written
+    nowhere: those open at some time in the period."""
     rules = definitions.load(rule_files)
     memory = MemoryStore()
     with psycopg.connect(url) as conn:
-        t = start
-        while t <= end:
-            evaluate(conn, rules, t, memory, shard=shard or Shard())
-            t += step_s
-    return memory.all
+        evaluate_history(conn, rules, start, end, memory, shard, step_s)
+    return [f for f in memory.all if f.cleared_at is None or f.cleared_at >= start]

@@ -377,3 +377,98 @@ def touch_findings(conn: psycopg.Connection, touches: list[tuple[int, float, dic
            WHERE f.finding_id = u.i AND f.status = 'open'""",
         ([t[0] for t in touches], [t[1] for t in touches], [Jsonb(t[2]) for t in touches]),
     )
+
+
+# -- silence by device time -----------------------------------------------------------------------------------
+
+
+def device_times(
+    conn: psycopg.Connection, device_keys: Sequence[int] | None, start: float, end: float
+) -> dict[int, list[tuple[float, float]]]:
+    """The readings of each device with ``start < device time <= end``: (device time, first receive time),
+    in device-time order; ``device_keys`` None: every device."""
+    keys = None if device_keys is None else list(device_keys)
+    rows = conn.execute(
+        """SELECT device_key, extract(epoch FROM device_time)::float8, extract(epoch FROM min(received_at))::float8
+           FROM telemetry
+           WHERE device_time > to_timestamp(%s) AND device_time <= to_timestamp(%s)
+             AND (%s::bigint[] IS NULL OR device_key = ANY(%s::bigint[]))
+           GROUP BY device_key, device_time ORDER BY device_key, device_time""",
+        (start, end, keys, keys),
+    ).fetchall()
+    out: dict[int, list[tuple[float, float]]] = {}
+    for key, t, received in rows:
+        out.setdefault(int(key), []).append((float(t), float(received)))
+    return out
+
+
+def last_readings(
+    conn: psycopg.Connection, device_keys: Sequence[int], before: float
+) -> dict[int, tuple[float, float]]:
+    """(device time, receive time) of each device's last reading with device time at or before ``before``
+    (devices without one: absent). The newest readings answer for most devices; the others look it up."""
+    keys = list(device_keys)
+    if not keys:
+        return {}
+    rows = conn.execute(
+        """SELECT device_key, extract(epoch FROM max(device_time))::float8, extract(epoch FROM max(received_at))::float8
+           FROM telemetry_latest WHERE device_key = ANY(%s) GROUP BY device_key""",
+        (keys,),
+    ).fetchall()
+    out = {int(k): (float(t), float(r)) for k, t, r in rows if t <= before}
+    later = [int(k) for k, t, _ in rows if t > before]
+    if later:
+        found = conn.execute(
+            """SELECT k, extract(epoch FROM last.t)::float8, extract(epoch FROM last.r)::float8
+               FROM unnest(%s::bigint[]) AS k,
+               LATERAL (SELECT device_time AS t, received_at AS r FROM telemetry
+                        WHERE device_key = k AND device_time <= to_timestamp(%s)
+                        ORDER BY device_time DESC LIMIT 1) AS last""",
+            (later, before),
+        ).fetchall()
+        out.update({int(k): (float(t), float(r)) for k, t, r in found})
+    return out
+
+
+def learn_cadence(
+    conn: psycopg.Connection, device_keys: Sequence[int] | None, start: float, end: float, min_gaps: int = 4
+) -> dict[int, tuple[float, float | None]]:
+    """Each device's own rhythm from its readings with ``start < device time <= end``: the median gap between
+    its device times (how often it measures) and between the distinct seconds its readings arrived in (how
+    often it is heard: a gateway that batches, a device that sends a few readings at once), each from at
+    least ``min_gaps`` gaps; the second None where there are too few (history stored at once)."""
+    keys = None if device_keys is None else list(device_keys)
+    rows = conn.execute(
+        """WITH seen AS (
+               SELECT DISTINCT device_key, device_time, date_trunc('second', received_at) AS received
+               FROM telemetry
+               WHERE device_time > to_timestamp(%(start)s) AND device_time <= to_timestamp(%(end)s)
+                 AND (%(keys)s::bigint[] IS NULL OR device_key = ANY(%(keys)s::bigint[]))),
+           measured AS (
+               SELECT device_key, extract(epoch FROM device_time - lag(device_time)
+                                          OVER (PARTITION BY device_key ORDER BY device_time)) AS gap
+               FROM (SELECT DISTINCT device_key, device_time FROM seen) d),
+           heard AS (
+               SELECT device_key, extract(epoch FROM received - lag(received)
+                                          OVER (PARTITION BY device_key ORDER BY received)) AS gap
+               FROM (SELECT DISTINCT device_key, received FROM seen) r),
+           m AS (SELECT device_key, percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) AS gap FROM measured
+                 WHERE gap > 0 GROUP BY device_key HAVING count(*) >= %(n)s),
+           h AS (SELECT device_key, percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) AS gap FROM heard
+                 WHERE gap > 0 GROUP BY device_key HAVING count(*) >= %(n)s)
+           SELECT m.device_key, m.gap, h.gap FROM m LEFT JOIN h USING (device_key)""",
+        {"start": start, "end": end, "keys": keys, "n": min_gaps},
+    ).fetchall()
+    return {int(k): (float(g), None if d is None else float(d)) for k, g, d in rows}
+
+
+def findings_of_fault_since(
+    conn: psycopg.Connection, fault: str, since: float
+) -> list[tuple[str, str, float, float | None]]:
+    """(tenant, asset, observed, cleared) of the findings of a fault open now or cleared after ``since``."""
+    rows = conn.execute(
+        """SELECT tenant_id, asset_id, extract(epoch FROM observed_at)::float8, extract(epoch FROM cleared_at)::float8
+           FROM findings WHERE fault = %s AND (status = 'open' OR cleared_at > to_timestamp(%s))""",
+        (fault, since),
+    ).fetchall()
+    return [(str(t), str(a), float(o), None if c is None else float(c)) for t, a, o, c in rows]

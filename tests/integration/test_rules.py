@@ -282,10 +282,10 @@ def test_cycles_catch_up_with_late_data_and_resume_after_a_restart(town_url: str
     second = run_cycle(town_url, rules_file, NIGHT + 4 * 3600, Shard())
     assert (second.opened, second.cleared) >= (1, 1)
     lamp_rows = [f for f in findings(town_url) if f[0] == "SL-0050"]
-    # the lamp failure happened and ended inside the replay; and until the replay arrived at 01:30 lykta had not
-    # heard from the lamp: a communication failure, judged by receive time, cleared by the replay's arrival
+    # the lamp failure happened and ended inside the replay; and the replay's last reading is from 00:10 (device
+    # time): since then the lamp has measured nothing, a communication failure judged by device time
     assert ("SL-0050", "lampFailure", "cleared", "22:00") in lamp_rows
-    assert [f[1:3] for f in lamp_rows if f[1] == "communicationFailure"] == [("communicationFailure", "cleared")]
+    assert [f[1:] for f in lamp_rows if f[1] == "communicationFailure"] == [("communicationFailure", "open", "00:10")]
     assert len(lamp_rows) == 2
     # a new process (a restart) resumes from the recorded progress: nothing to redo, nothing duplicated
     third = run_cycle(town_url, rules_file, NIGHT + 4 * 3600 + 600, Shard())
