@@ -64,7 +64,8 @@ class SyncReport:
 def sync(conn: psycopg.Connection, policies: Policies, now: float, limit: int = 500) -> SyncReport:
     """Act on queued findings (at most ``limit``) in the caller's transaction."""
     report = SyncReport()
-    rows = queue.claim(conn, limit)
+    # a cabinet without supply explains what its lamps do: its findings first (stable: the rest stays in order)
+    rows = sorted(queue.claim(conn, limit), key=lambda r: r.fault != "supplyLoss")
     for tenant in sorted({r.tenant_id for r in rows}):
         store.lock_tenant(conn, tenant)
     for f in rows:
@@ -273,6 +274,8 @@ def _record_past(conn: psycopg.Connection, policy: Policy, f: QueuedFinding, now
         _link(conn, active, f, report)
         _on_cleared(conn, f, now, report)
         return
+    if _past_in_group(conn, policy, f, now, report):
+        return
     priority = policy.priority(_facts(conn, policy, f))
     case_id = _insert(conn, Subject.of(f), priority, "telemetry", now, policy.due(priority, f.observed_at))
     if case_id is None:
@@ -286,6 +289,80 @@ def _record_past(conn: psycopg.Connection, policy: Policy, f: QueuedFinding, now
     )
     report.opened += 1
     report.resolved += 1
+
+
+def _past_in_group(conn: psycopg.Connection, policy: Policy, f: QueuedFinding, now: float, report: SyncReport) -> bool:
+    """A past lamp fault grouped as the live path groups it: into the case of its cabinet's supply loss at the
+    time, or into one case on its circuit when enough of the circuit's lamps had it together."""
+    if f.kind != "streetlight" or not f.parent_id:
+        return False
+    window = policy.correlation_window_s
+    cabinet = asset_store.root_of(conn, f.tenant_id, f.asset_id)
+    group = store.case_during(conn, f.tenant_id, cabinet, "supplyLoss", f.observed_at, window)
+    if group is None and f.fault in policy.correlation_faults:
+        group = store.group_case_near(
+            conn, f.tenant_id, f.parent_id, f.fault, f.observed_at - window, f.observed_at + window
+        )
+        if group is None:
+            group = _past_group(conn, policy, f, now, report)
+    if group is None:
+        return False
+    if group.status == "resolved":
+        _record_link(conn, group, f, report)
+    else:
+        _link(conn, group, f, report)
+        _on_cleared(conn, f, now, report)
+    return True
+
+
+def _past_group(
+    conn: psycopg.Connection, policy: Policy, f: QueuedFinding, now: float, report: SyncReport
+) -> Case | None:
+    """One recorded case on the circuit when ``min_lamps`` of its lamps had the fault within the window."""
+    if f.parent_id is None:
+        return None
+    window = policy.correlation_window_s
+    siblings = store.sibling_findings(
+        conn, f.tenant_id, f.parent_id, f.fault, f.observed_at - window, f.observed_at + window, cleared_too=True
+    )
+    lamps = {s.asset_id for s in siblings}
+    if len(lamps) < policy.min_lamps or any(s.case_id is not None for s in siblings):
+        return None
+    size = max(asset_store.children_count(conn, f.tenant_id, f.parent_id, "streetlight"), len(lamps))
+    parent = asset_store.asset(conn, f.tenant_id, f.parent_id)
+    facts = Facts(
+        fault=f.fault,
+        kind=parent.kind if parent else "circuit",
+        criticality=int(parent.criticality) if parent else 2,
+        group=True,
+        share=len(lamps) / size,
+    )
+    priority = policy.priority(facts)
+    subject = Subject.of(f, f.parent_id)
+    case_id = _insert(conn, subject, priority, "telemetry", now, policy.due(priority, f.observed_at))
+    if case_id is None:
+        return None
+    store.update_case(conn, case_id, status="resolved", resolution="cleared", resolved_at=now)
+    store.add_event(conn, case_id, SYSTEM, "recorded", {"observed_at": iso(f.observed_at), "lamps": sorted(lamps)})
+    report.opened += 1
+    report.resolved += 1
+    group = store.existing_case(conn, case_id)
+    for s in siblings:
+        if s.finding_id != f.finding_id:
+            store.link_finding(conn, case_id, s.finding_id, s.asset_id)
+    return group
+
+
+def _record_link(conn: psycopg.Connection, c: Case, f: QueuedFinding, report: SyncReport) -> None:
+    """A past finding joins a case already resolved: recorded with it, the fault's end the latest of its own."""
+    if store.link_finding(conn, c.case_id, f.finding_id, f.asset_id):
+        store.add_event(
+            conn, c.case_id, SYSTEM, "finding", {"finding_id": f.finding_id, "asset_id": f.asset_id, "fault": f.fault}
+        )
+        report.linked += 1
+    cleared = [x.cleared_at for x in store.case_findings(conn, c.case_id) if x.cleared_at is not None]
+    if cleared:
+        store.update_case(conn, c.case_id, fault_cleared_at=max(cleared))
 
 
 # -- a finding clears -------------------------------------------------------------------------------------------

@@ -122,6 +122,36 @@ def active_case(conn: psycopg.Connection, tenant_id: str, asset_id: str, fault: 
     )
 
 
+def case_during(  # noqa: PLR0917 - an asset, a fault and a time
+    conn: psycopg.Connection, tenant_id: str, asset_id: str, fault: str, at: float, margin_s: float
+) -> Case | None:
+    """The case (any status) holding a finding of ``fault`` on ``asset_id`` that was open at ``at`` (within
+    ``margin_s`` before it began): for a fault that came and went, the case of what explained it then."""
+    return _case(
+        conn,
+        f"""SELECT {CASE_COLUMNS} FROM findings f JOIN case_findings l USING (finding_id) JOIN cases c USING (case_id)
+            WHERE f.tenant_id = %s AND f.asset_id = %s AND f.fault = %s
+              AND f.observed_at <= to_timestamp(%s) + make_interval(secs => %s)
+              AND (f.cleared_at IS NULL OR f.cleared_at >= to_timestamp(%s))
+            ORDER BY f.observed_at DESC LIMIT 1""",
+        (tenant_id, asset_id, fault, at, margin_s, at),
+    )
+
+
+def group_case_near(  # noqa: PLR0917 - a circuit, a fault and a time range
+    conn: psycopg.Connection, tenant_id: str, parent_id: str, fault: str, start: float, end: float
+) -> Case | None:
+    """A case (any status) of ``fault`` on the circuit ``parent_id`` observed between start and end."""
+    return _case(
+        conn,
+        f"""SELECT {CASE_COLUMNS} FROM cases c
+            WHERE c.tenant_id = %s AND c.asset_id = %s AND c.fault = %s
+              AND c.observed_at BETWEEN to_timestamp(%s) AND to_timestamp(%s)
+            ORDER BY c.case_id DESC LIMIT 1""",
+        (tenant_id, parent_id, fault, start, end),
+    )
+
+
 def active_cases_on(conn: psycopg.Connection, tenant_id: str, asset_id: str) -> list[Case]:
     """Active cases on one asset, oldest first."""
     return _cases(
@@ -217,9 +247,17 @@ def events(conn: psycopg.Connection, case_id: int) -> list[CaseEvent]:
 
 
 def sibling_findings(  # noqa: PLR0917 - a circuit, a fault and a time range
-    conn: psycopg.Connection, tenant_id: str, parent_id: str, fault: str, start: float, end: float
+    conn: psycopg.Connection,
+    tenant_id: str,
+    parent_id: str,
+    fault: str,
+    start: float,
+    end: float,
+    *,
+    cleared_too: bool = False,
 ) -> list[SiblingFinding]:
-    """Open findings of ``fault`` on the streetlights of one circuit, observed between start and end."""
+    """Open findings (``cleared_too``: and cleared ones) of ``fault`` on the streetlights of one circuit,
+    observed between start and end."""
     with conn.cursor(row_factory=class_row(SiblingFinding)) as cur:
         cur.execute(
             """SELECT f.finding_id, f.asset_id, l.case_id
@@ -227,9 +265,9 @@ def sibling_findings(  # noqa: PLR0917 - a circuit, a fault and a time range
            JOIN assets a ON a.tenant_id = f.tenant_id AND a.asset_id = f.asset_id
            LEFT JOIN case_findings l USING (finding_id)
            WHERE f.tenant_id = %s AND a.parent_id = %s AND a.kind = 'streetlight' AND f.fault = %s
-             AND f.status = 'open' AND f.observed_at BETWEEN to_timestamp(%s) AND to_timestamp(%s)
+             AND (f.status = 'open' OR %s) AND f.observed_at BETWEEN to_timestamp(%s) AND to_timestamp(%s)
            ORDER BY f.finding_id""",
-            (tenant_id, parent_id, fault, start, end),
+            (tenant_id, parent_id, fault, cleared_too, start, end),
         )
         return cur.fetchall()
 

@@ -334,3 +334,25 @@ def test_every_text_exists_in_english_swedish_and_portuguese() -> None:
         assert set(single) == set(texts.LANGUAGES) and all(single.values())
     assert texts.work_order_title("lampFailure", "SL-1", "Storgatan", "pt") == "Lâmpada apagada: SL-1 (Storgatan)"
     assert texts.fault("lampFailure", "xx") == "Lamp out"  # an unknown language falls back to English
+
+
+def test_faults_that_came_and_went_are_grouped_as_live_ones_are(city: str) -> None:
+    """Findings that arrive already cleared (a replayed week): a dark cabinet's lamps join the cabinet's case and
+    a circuit whose lamps burned by day together makes one circuit case, as on the live path; no crew hears."""
+    cabinet = finding(city, "CAB-02", "supplyLoss", NIGHT)
+    clear(city, cabinet, NIGHT + 3600)
+    for n, lamp in enumerate(["SL-0100", "SL-0101", "SL-0102"]):
+        fid = finding(city, lamp, "lampFailure", NIGHT + 60 * n)
+        clear(city, fid, NIGHT + 3600)
+    day = NIGHT + 12 * 3600
+    for lamp in CIRCUIT[:15]:
+        fid = finding(city, lamp, "lampUnexpectedOn", day + 30 * CIRCUIT.index(lamp))
+        clear(city, fid, day + 4 * 3600)
+    sync(city, day + 5 * 3600)
+    recorded = [(c["asset_id"], c["fault"], c["status"], c["resolution"], c["findings"]) for c in cases(city)]
+    assert sorted(recorded) == [
+        ("CAB-01-K1", "lampUnexpectedOn", "resolved", "cleared", 15),
+        ("CAB-02", "supplyLoss", "resolved", "cleared", 4),
+    ]
+    assert all(not c["orders"] for c in cases(city))
+    assert outbox(city) == []
