@@ -168,10 +168,7 @@ def main() -> None:
 
         began = time.monotonic()
         with psycopg.connect(url) as conn:
-            found = [
-                (x.asset_id, r.fault, e)
-                for r, x, e in backfill(conn, definitions.load(), plan.start, plan.end)
-            ]
+            found = [(x.asset_id, r.fault, e) for r, x, e in backfill(conn, definitions.load(), plan.start, plan.end)]
         print(f"rules replayed over the week in {time.monotonic() - began:.0f} s\n")
         lamps = sum(1 for r in fleet.assets.values() if r.kind == "streetlight")
         print(f"{args.days}-day town: {lamps} streetlights, {len(fleet.devices)} devices, seed {args.seed}\n")

@@ -9,6 +9,11 @@ FAULTS: dict[str, dict[str, str]] = {
     "lampUnexpectedOn": {"en": "Lamp on by day", "sv": "Lampa tänd på dagen", "pt": "Lâmpada acesa de dia"},
     "cyclingFailure": {"en": "Lamp flickering on and off", "sv": "Blinkande lampa", "pt": "Lâmpada a piscar"},
     "powerDeviation": {"en": "Lamp power out of range", "sv": "Avvikande effekt", "pt": "Potência anómala"},
+    "photocellFailure": {
+        "en": "Lamp switching at the wrong light (photocell)",
+        "sv": "Lampa tänds vid fel ljus (skymningsrelä)",
+        "pt": "Lâmpada a acender com a luz errada (fotocélula)",
+    },
     "communicationFailure": {
         "en": "Controller not reporting",
         "sv": "Styrenhet svarar inte",

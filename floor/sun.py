@@ -79,3 +79,24 @@ def dark_mask(lat: np.ndarray, lon: np.ndarray, t: np.ndarray) -> np.ndarray:
     inverse = inverse.reshape(-1)
     out[placed] = (tt < dawn[inverse]) | (tt >= dusk[inverse])
     return out
+
+
+def elevation_deg(lat: np.ndarray, lon: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The sun's elevation in degrees at (lat, lon) at epoch times ``t``, vectorised (NOAA's low-precision
+    formulas: within a few hundredths of a degree of astral near the horizon, refraction not included)."""
+    lat = np.asarray(lat, dtype=float)
+    lon = np.asarray(lon, dtype=float)
+    t = np.asarray(t, dtype=float)
+    days = t / 86400.0 + 2440587.5 - 2451545.0  # days since J2000.0
+    g = np.radians((357.529 + 0.98560028 * days) % 360)  # mean anomaly
+    q = (280.459 + 0.98564736 * days) % 360  # mean longitude
+    ecliptic = np.radians(q + 1.915 * np.sin(g) + 0.020 * np.sin(2 * g))
+    obliquity = np.radians(23.439 - 0.00000036 * days)
+    declination = np.arcsin(np.sin(obliquity) * np.sin(ecliptic))
+    right_ascension = np.degrees(np.arctan2(np.cos(obliquity) * np.sin(ecliptic), np.cos(ecliptic))) % 360
+    sidereal = (280.46061837 + 360.98564736629 * days + lon) % 360
+    hour_angle = np.radians(sidereal - right_ascension)
+    phi = np.radians(lat)
+    sin_el = np.sin(phi) * np.sin(declination) + np.cos(phi) * np.cos(declination) * np.cos(hour_angle)
+    out: np.ndarray = np.degrees(np.arcsin(np.clip(sin_el, -1.0, 1.0)))
+    return out

@@ -193,8 +193,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--step",
         type=float,
-        default=3600.0,
-        help="backtest: seconds of device time read at once (default 3600); every reading is judged whatever the step",
+        default=21600.0,
+        help="backtest: seconds of device time read at once (default 21600); every reading is judged whatever the step",
     )
     p.set_defaults(func=_rules)
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from floor.durations import parse_duration
-from floor.sun import dark_mask
+from floor.sun import dark_mask, elevation_deg
 from rules.errors import RuleFileError
 
 Frame = pd.DataFrame
@@ -134,13 +134,52 @@ def rate_of_change(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Con
 # -- streetlights ----------------------------------------------------------------------------------------
 
 
+def _within(x: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Times of day ``x`` inside [start, end), across midnight when start > end (all in seconds of the day)."""
+    start = start % 86400
+    end = end % 86400
+    return np.where(start <= end, (x >= start) & (x < end), (x >= start) | (x < end))
+
+
+def expected(
+    assets: pd.DataFrame, asset_ids: pd.Series, times: pd.Series, margin_deg: float, margin_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(meant to burn, meant to be off) for each lamp at each time, by its own learned switching
+    (rules/switching.py) with a margin either side; civil twilight for a lamp with nothing learned."""
+    dark = _dark(assets, asset_ids, times)
+    if "on_deg" not in assets.columns:
+        return dark, ~dark
+    t = times.to_numpy(dtype=float)
+    on_deg = assets["on_deg"].reindex(asset_ids).to_numpy(dtype=float)
+    off_deg = assets["off_deg"].reindex(asset_ids).to_numpy(dtype=float)
+    by_clock = assets["by_clock"].reindex(asset_ids).fillna(False).to_numpy(dtype=bool)
+    on_s = assets["on_s"].reindex(asset_ids).to_numpy(dtype=float)
+    off_s = assets["off_s"].reindex(asset_ids).to_numpy(dtype=float)
+    lat = assets["lat"].reindex(asset_ids).to_numpy(dtype=float)
+    lon = assets["lon"].reindex(asset_ids).to_numpy(dtype=float)
+    elev = elevation_deg(lat, lon, t)
+    low = np.fmin(on_deg, off_deg)
+    high = np.fmax(on_deg, off_deg)
+    with np.errstate(invalid="ignore"):
+        sun_on = elev < low - margin_deg
+        sun_off = elev > high + margin_deg
+    day_s = t % 86400
+    clock_on = _within(day_s, on_s + margin_s, off_s - margin_s)
+    clock_off = _within(day_s, off_s + margin_s, on_s - margin_s)
+    learned = ~np.isnan(on_deg) & ~np.isnan(off_deg)
+    clock = by_clock & ~np.isnan(on_s) & ~np.isnan(off_s)
+    burn = np.where(clock, clock_on, np.where(learned, sun_on, dark))
+    off = np.where(clock, clock_off, np.where(learned, sun_off, ~dark))
+    return burn.astype(bool), off.astype(bool)
+
+
 def lamp_failure(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Conditions:
-    """Dark by the sun at the lamp's position, yet drawing no more than ``max_power_w``.
+    """Meant to burn by its own switching (or dark by civil twilight), yet drawing no more than ``max_power_w``.
 
     A lamp that switched since its previous report is cycling, not dead: that reading cannot tell.
     """
     wide = _wide(frame, ["power_w", "switch_count"]).sort_values(["asset_id", "t"])
-    dark = _dark(assets, wide["asset_id"], wide["t"])
+    dark, _ = expected(assets, wide["asset_id"], wide["t"], p["margin_deg"], p["margin"])
     power = wide["power_w"].to_numpy(dtype=float)
     switched = wide.groupby("asset_id")["switch_count"].diff().fillna(0).to_numpy(dtype=float) > 0
     bad = np.where(
@@ -150,14 +189,14 @@ def lamp_failure(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Condi
 
 
 def day_burner(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Conditions:
-    """The sun up (``tolerance`` away from twilight), yet the lamp drawing more than ``min_power_w``."""
+    """Meant to be off by its own switching (or the sun up by civil twilight) now and ``tolerance`` either
+    side, yet the lamp drawing more than ``min_power_w``."""
     wide = _wide(frame, ["power_w"])
     tol = p["tolerance"]
-    day = ~(
-        _dark(assets, wide["asset_id"], wide["t"], -tol)
-        | _dark(assets, wide["asset_id"], wide["t"], tol)
-        | _dark(assets, wide["asset_id"], wide["t"])
-    )
+    ids, t = wide["asset_id"], wide["t"]
+    day = expected(assets, ids, t, p["margin_deg"], tol)[1]
+    day &= expected(assets, ids, t - tol, p["margin_deg"], tol)[1]
+    day &= expected(assets, ids, t + tol, p["margin_deg"], tol)[1]
     power = wide["power_w"].to_numpy(dtype=float)
     bad = np.where(~day, np.nan, np.where(power > p["min_power_w"], 1.0, 0.0))
     return _result(wide["asset_id"].to_numpy(), wide["t"].to_numpy(), bad)
@@ -208,6 +247,18 @@ def power_deviation(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Co
         ),
     )
     return _result(wide["asset_id"].to_numpy(), wide["t"].to_numpy(), bad)
+
+
+def switching_drift(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Conditions:
+    """A lamp whose recent switching lies more than ``max_deg`` of sun elevation from its circuit's (a failing
+    photocell); back within half of it: gone (rules/switching.py learns both)."""
+    sub = frame[frame["metric"] == "lamp_on"]
+    if "drift_deg" not in assets.columns or sub.empty:
+        return _result([], [], [])
+    drift = assets["drift_deg"].reindex(sub["asset_id"]).to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        bad = np.where(drift > p["max_deg"], 1.0, np.where(drift <= p["max_deg"] / 2, 0.0, np.nan))
+    return _result(sub["asset_id"].to_numpy(), sub["t"].to_numpy(), bad)
 
 
 def pole_tilt(frame: Frame, assets: pd.DataFrame, p: dict[str, Any]) -> Conditions:
@@ -289,17 +340,32 @@ DETECTORS: dict[str, Detector] = {
         ),
         Detector(
             "lamp_failure",
-            {"max_power_w": Param("number", 3.0)},
-            lambda p: ["power_w", "switch_count"],
+            {
+                "max_power_w": Param("number", 3.0),
+                "margin_deg": Param("number", 1.0),
+                "margin": Param("duration", "15m"),
+            },
+            lambda p: ["power_w", "switch_count", "lamp_on"],
             lamp_failure,
-            "dark by the sun, lamp drawing no power",
+            "meant to burn by its own switching, lamp drawing no power",
         ),
         Detector(
             "day_burner",
-            {"min_power_w": Param("number", 5.0), "tolerance": Param("duration", "30m")},
-            _one("power_w"),
+            {
+                "min_power_w": Param("number", 5.0),
+                "tolerance": Param("duration", "30m"),
+                "margin_deg": Param("number", 1.0),
+            },
+            lambda p: ["power_w", "lamp_on"],
             day_burner,
-            "lamp burning while the sun is up",
+            "lamp burning while meant to be off by its own switching",
+        ),
+        Detector(
+            "switching_drift",
+            {"max_deg": Param("number", 2.5)},
+            _one("lamp_on"),
+            switching_drift,
+            "a lamp switching unlike its circuit (a failing photocell)",
         ),
         Detector(
             "cycling",

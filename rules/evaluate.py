@@ -24,6 +24,7 @@ from floor.timefmt import iso
 from rules.cadence import Cadence
 from rules.definitions import Rule
 from rules.detectors import DETECTORS
+from rules.switching import LEARNS_SWITCHING, Switching
 from storage import rules as store
 from storage.rules import Finding, RuleAsset
 
@@ -319,6 +320,7 @@ def evaluate_with_runs(
     tenant_id: str | None = None,
     only: set[int] | None = None,
     cadence: Cadence | None = None,
+    switching: Switching | None = None,
 ) -> tuple[Outcome, dict[tuple[str, str], pd.DataFrame]]:
     """:func:`evaluate`, also returning the runs of every rule by (rule id, tenant/asset ref)."""
     assets = AssetTable(store.load_assets(conn, tenant_id), shard, only=only)
@@ -326,6 +328,10 @@ def evaluate_with_runs(
     metrics = sorted({m for r in rules for m in DETECTORS[r.detector].metrics(r.params)})
     keys = None if shard.count == 1 and only is None else list(assets.by_key)
     frame = assets.frame(store.load_recent(conn, keys, dict.fromkeys(metrics, start), as_of))
+    if any(r.detector in LEARNS_SWITCHING for r in rules):
+        switching = switching or Switching()
+        switching.seed(conn, keys, as_of)
+        switching.annotate(assets, as_of)
     open_now = findings.open_for()
     outcome = Outcome()
     times: dict[str, list[tuple[float, float]]] | None = None

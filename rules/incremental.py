@@ -27,7 +27,7 @@ import pandas as pd
 import psycopg
 
 from floor.timefmt import iso
-from rules.cadence import Cadence
+from rules.cadence import RELEARN_S, Cadence
 from rules.definitions import Rule
 from rules.detectors import DETECTORS
 from rules.evaluate import (
@@ -38,6 +38,7 @@ from rules.evaluate import (
     open_finding,
     ref,
 )
+from rules.switching import LEARNS_SWITCHING, Switching
 from storage import rules as store
 from storage.rules import Finding, StateKey
 
@@ -53,8 +54,8 @@ def context_s(rule: Rule) -> float:
         return float(rule.params["window"])
     if rule.detector == "power_deviation":
         return 3600.0  # peers of the same circuit and hour
-    if rule.detector in ("lamp_failure", "rate_of_change"):
-        return 1800.0  # the previous reading
+    if rule.detector in ("lamp_failure", "day_burner", "switching_drift", "rate_of_change"):
+        return 1800.0  # the previous reading (a switch: the reading before it)
     return 0.0
 
 
@@ -71,12 +72,14 @@ class Step:
         every_device: bool,
         *,
         cadence: Cadence | None = None,
+        switching: Switching | None = None,
         replaying: bool = False,
     ) -> None:
         """``replaying``: evaluating stored history, so a finding is dated when it would have been detected (the
         reading that completed its duration, the moment a silence passed its limit), not at the step's end."""
         self.conn = conn
         self.cadence = cadence or Cadence()
+        self.switching = switching or Switching()
         self.replaying = replaying
         self.last: dict[int, tuple[float, float]] = {}
         self.rules = sorted(rules, key=lambda r: r.detector == "absence")  # supply first: it explains silence
@@ -87,6 +90,15 @@ class Step:
         self.changed: dict[StateKey, tuple[float, float] | None] = {}
 
     def run(self, t0: float, t1: float, outcome: Outcome) -> None:
+        """Evaluate (t0, t1] in parts that never cross a multiple of ``RELEARN_S``: what lykta learns
+        (intervals, switching) is learned at those times, so the result does not depend on how a period is
+        cut into steps (a backtest's hours, the live service's minutes)."""
+        while t0 < t1:
+            end = min(t1, (math.floor(t0 / RELEARN_S) + 1) * RELEARN_S)
+            self._run(t0, end, outcome)
+            t0 = end
+
+    def _run(self, t0: float, t1: float, outcome: Outcome) -> None:
         starts: dict[str, float] = {}
         for rule in self.rules:
             for metric in DETECTORS[rule.detector].metrics(rule.params):
@@ -94,6 +106,10 @@ class Step:
         keys = None if self.every_device else list(self.assets.by_key)
         raw = store.load_recent(self.conn, keys, starts, t1) if starts else None
         frame = self.assets.frame(raw) if raw is not None else pd.DataFrame(columns=["asset_id", "t", "metric"])
+        if any(r.detector in LEARNS_SWITCHING for r in self.rules):
+            self.switching.seed(self.conn, keys, t0)
+            self.switching.observe(frame, t0)
+            self.switching.annotate(self.assets, t0)
         open_now = self.findings.open_for()
         for rule in self.rules:
             mask = self.assets.chosen(rule)
@@ -195,7 +211,7 @@ class Step:
         before its cabinet lost its supply, but less than the limit before, is the cabinet's (its supply-loss
         finding), not a finding of its own."""
         keys = [self.assets.rows[r].key() for r in chosen]
-        self.cadence.refresh(self.conn, None if self.every_device else keys, t1)
+        self.cadence.refresh(self.conn, None if self.every_device else keys, t0)
         seen = store.device_times(self.conn, None if self.every_device else keys, t0, t1)
         missing = [k for k in keys if k not in self.last]
         self.last.update(store.last_readings(self.conn, missing, t0))

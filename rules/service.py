@@ -24,6 +24,7 @@ from rules.evaluate import (
 )
 from rules.incremental import Step, states_from_runs
 from rules.replay import HISTORY_STEP_S, evaluate_history
+from rules.switching import Switching
 from storage import rules as store
 from storage.rules import Finding
 
@@ -39,6 +40,8 @@ need a backtest)."""
 
 _CADENCES: dict[tuple[str, str], Cadence] = {}
 """The learned intervals of each database and shard this process evaluates (learned again every hour)."""
+_SWITCHING: dict[tuple[str, str], Switching] = {}
+"""The lamps' switches each database and shard this process evaluates has seen (learned from once a day)."""
 
 
 def run_once(url: str, rule_files: list[Path], as_of: float, shard: Shard) -> Outcome:
@@ -72,6 +75,7 @@ def run_cycle(url: str, rule_files: list[Path], now: float, shard: Shard, step_s
             owned = {a.device_key for a in everything if shard.owns(a.device_id)}
             late = {k: t for k, t in late.items() if k in owned}
             cadence = _CADENCES.setdefault((url, shard.label), Cadence())
+            switching = _SWITCHING.setdefault((url, shard.label), Switching())
             step = Step(
                 conn,
                 rules,
@@ -80,6 +84,7 @@ def run_cycle(url: str, rule_files: list[Path], now: float, shard: Shard, step_s
                 findings,
                 every_device=shard.count == 1,
                 cadence=cadence,
+                switching=switching,
             )
             if now > evaluated_to:
                 for t0, t1 in itertools.pairwise([evaluated_to, *_steps(evaluated_to, now, step_s)]):

@@ -433,10 +433,12 @@ def last_readings(
 def learn_cadence(
     conn: psycopg.Connection, device_keys: Sequence[int] | None, start: float, end: float, min_gaps: int = 4
 ) -> dict[int, tuple[float, float | None]]:
-    """Each device's own rhythm from its readings with ``start < device time <= end``: the median gap between
-    its device times (how often it measures) and between the distinct seconds its readings arrived in (how
-    often it is heard: a gateway that batches, a device that sends a few readings at once), each from at
-    least ``min_gaps`` gaps; the second None where there are too few (history stored at once)."""
+    """Each device's own rhythm from its readings with ``start < device time <= end``: the gap between its
+    device times that nine in ten gaps stay within (how often it measures; a device that measures in bursts,
+    three readings a minute apart every quarter of an hour, has a quarter-hour rhythm, not a minute's), and
+    the same between the distinct seconds its readings arrived in (how often it is heard: a gateway that
+    batches), each from at least ``min_gaps`` gaps; the second None where there are too few (history stored
+    at once)."""
     keys = None if device_keys is None else list(device_keys)
     rows = conn.execute(
         """WITH seen AS (
@@ -452,9 +454,9 @@ def learn_cadence(
                SELECT device_key, extract(epoch FROM received - lag(received)
                                           OVER (PARTITION BY device_key ORDER BY received)) AS gap
                FROM (SELECT DISTINCT device_key, received FROM seen) r),
-           m AS (SELECT device_key, percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) AS gap FROM measured
+           m AS (SELECT device_key, percentile_cont(0.9) WITHIN GROUP (ORDER BY gap) AS gap FROM measured
                  WHERE gap > 0 GROUP BY device_key HAVING count(*) >= %(n)s),
-           h AS (SELECT device_key, percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) AS gap FROM heard
+           h AS (SELECT device_key, percentile_cont(0.9) WITHIN GROUP (ORDER BY gap) AS gap FROM heard
                  WHERE gap > 0 GROUP BY device_key HAVING count(*) >= %(n)s)
            SELECT m.device_key, m.gap, h.gap FROM m LEFT JOIN h USING (device_key)""",
         {"start": start, "end": end, "keys": keys, "n": min_gaps},
@@ -472,3 +474,37 @@ def findings_of_fault_since(
         (fault, since),
     ).fetchall()
     return [(str(t), str(a), float(o), None if c is None else float(c)) for t, a, o, c in rows]
+
+
+# -- lamps' switching -------------------------------------------------------------------------------------------
+
+
+def switch_events(
+    conn: psycopg.Connection, device_keys: Sequence[int] | None, start: float, end: float, max_gap_s: float
+) -> pd.DataFrame:
+    """Each change of ``lamp_on`` whose later reading has ``start < device time <= end`` and follows the earlier
+    one within ``max_gap_s``: (device_key, before, t, on) with the two readings' device times; only the changes
+    leave the database."""
+    keys = None if device_keys is None else list(device_keys)
+    rows = conn.execute(
+        """SELECT device_key, extract(epoch FROM before)::float8, extract(epoch FROM device_time)::float8, value > 0.5
+           FROM (SELECT t.device_key, t.device_time, t.value,
+                        lag(t.value) OVER w AS previous, lag(t.device_time) OVER w AS before
+                 FROM telemetry t
+                 WHERE t.metric_id = (SELECT metric_id FROM metrics WHERE name = 'lamp_on')
+                   AND t.device_time > to_timestamp(%(start)s) - make_interval(secs => %(gap)s)
+                   AND t.device_time <= to_timestamp(%(end)s)
+                   AND (%(keys)s::bigint[] IS NULL OR t.device_key = ANY(%(keys)s::bigint[]))
+                 WINDOW w AS (PARTITION BY t.device_key ORDER BY t.device_time)) x
+           WHERE (value > 0.5) <> (previous > 0.5) AND device_time > to_timestamp(%(start)s)
+             AND device_time - before <= make_interval(secs => %(gap)s)""",
+        {"start": start, "end": end, "gap": max_gap_s, "keys": keys},
+    ).fetchall()
+    return pd.DataFrame(
+        {
+            "device_key": pd.Series([int(r[0]) for r in rows], dtype="int64"),
+            "before": pd.Series([float(r[1]) for r in rows], dtype=float),
+            "t": pd.Series([float(r[2]) for r in rows], dtype=float),
+            "on": pd.Series([bool(r[3]) for r in rows], dtype=bool),
+        }
+    )

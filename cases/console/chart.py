@@ -14,7 +14,8 @@ from storage.cases import Case
 
 METRIC = {
     "lampFailure": "power_w", "lampUnexpectedOn": "power_w", "cyclingFailure": "power_w",
-    "powerDeviation": "power_w", "communicationFailure": "power_w", "supplyLoss": "voltage_l1_v",
+    "powerDeviation": "power_w", "photocellFailure": "lamp_on", "communicationFailure": "power_w",
+    "supplyLoss": "voltage_l1_v",
     "doorOpen": "door_open", "poleTilt": "tilt_deg", "icyRoad": "road_temp_c", "wellOverflow": "water_level_m",
     "binFull": "fill_pct", "pumpFault": "motor_current_a",
 }  # fmt: skip
