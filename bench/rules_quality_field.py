@@ -123,6 +123,9 @@ def cause(f: tuple[str, str, Episode], town: model.Town, switches: dict[str, np.
         if fault in LAMP_FAULTS and len(near) and np.min(np.abs(near - ep.observed_at)) < 3600:
             return "twilight (within an hour of its switching)"
         for truth in town.truth:
+            if truth.asset_id == asset and truth.start - 3600 < ep.observed_at < truth.end + GRACE_S:
+                return f"its own {truth.fault}"
+        for truth in town.truth:
             if (
                 truth.asset_id == lamp.cabinet
                 and truth.fault == "supplyLoss"
@@ -136,8 +139,6 @@ def cause(f: tuple[str, str, Episode], town: model.Town, switches: dict[str, np.
                 and truth.start - 3600 < ep.observed_at < truth.end + 3600
             ):
                 return f"a neighbour's {truth.fault}"
-            if truth.asset_id == asset and truth.start - 3600 < ep.observed_at < truth.end + GRACE_S:
-                return f"its own {truth.fault}"
         if lamp.batched:
             return "behind a batching gateway"
         if lamp.schedule is not None:
@@ -162,7 +163,10 @@ def score(town: model.Town, found: list[tuple[str, str, Episode]], switches: dic
             return a == t.asset_id and ep.observed_at <= t.end + GRACE_S and end >= t.start - 900
 
         found_truth = [any(hit(t, a, ep) for a, ep in mine) for t in seen]
-        explained = [any(hit(t, a, ep) for t in town.truth if t.fault == code) for a, ep in mine]
+        # a drifting photocell also leaves its lamp dark at night (drifting down) or lit by day (up): findings
+        # it explains are right about the lamp, not false
+        causes = {code, "photocellFailure"} if code in ("lampFailure", "lampUnexpectedOn") else {code}
+        explained = [any(hit(t, a, ep) for t in town.truth if t.fault in causes) for a, ep in mine]
         delays = [
             min(ep.detected_at - t.start for a, ep in mine if hit(t, a, ep)) / 60
             for t, ok in zip(seen, found_truth, strict=True)
