@@ -200,15 +200,7 @@ def _correlate(conn: psycopg.Connection, policy: Policy, f: QueuedFinding, now: 
     lamps = {s.asset_id for s in siblings}
     if len(lamps) < policy.min_lamps:
         return False
-    size = max(asset_store.children_count(conn, f.tenant_id, circuit, "streetlight"), len(lamps))
-    parent = asset_store.asset(conn, f.tenant_id, circuit)
-    facts = Facts(
-        fault=f.fault,
-        kind=parent.kind if parent else "circuit",
-        criticality=int(parent.criticality) if parent else 2,
-        group=True,
-        share=len(lamps) / size,
-    )
+    facts = _group_facts(conn, f, circuit, lamps)
     first = min(s.finding_id for s in siblings)
     group = open_case(conn, policy, Subject.of(f, circuit), facts, now, "telemetry", report)
     if group is None:
@@ -220,6 +212,19 @@ def _correlate(conn: psycopg.Connection, policy: Policy, f: QueuedFinding, now: 
         store.link_finding(conn, group.case_id, s.finding_id, s.asset_id)
     routing.refresh_work_order(conn, group.case_id, now)
     return True
+
+
+def _group_facts(conn: psycopg.Connection, f: QueuedFinding, circuit: str, lamps: set[str]) -> Facts:
+    """What decides the priority of one case for ``lamps`` of a circuit with the same fault."""
+    size = max(asset_store.children_count(conn, f.tenant_id, circuit, "streetlight"), len(lamps))
+    parent = asset_store.asset(conn, f.tenant_id, circuit)
+    return Facts(
+        fault=f.fault,
+        kind=parent.kind if parent else "circuit",
+        criticality=int(parent.criticality) if parent else 2,
+        group=True,
+        share=len(lamps) / size,
+    )
 
 
 def _absorb_below(conn: psycopg.Connection, cabinet_case: Case, now: float, report: SyncReport) -> None:
@@ -328,16 +333,7 @@ def _past_group(
     lamps = {s.asset_id for s in siblings}
     if len(lamps) < policy.min_lamps or any(s.case_id is not None for s in siblings):
         return None
-    size = max(asset_store.children_count(conn, f.tenant_id, f.parent_id, "streetlight"), len(lamps))
-    parent = asset_store.asset(conn, f.tenant_id, f.parent_id)
-    facts = Facts(
-        fault=f.fault,
-        kind=parent.kind if parent else "circuit",
-        criticality=int(parent.criticality) if parent else 2,
-        group=True,
-        share=len(lamps) / size,
-    )
-    priority = policy.priority(facts)
+    priority = policy.priority(_group_facts(conn, f, f.parent_id, lamps))
     subject = Subject.of(f, f.parent_id)
     case_id = _insert(conn, subject, priority, "telemetry", now, policy.due(priority, f.observed_at))
     if case_id is None:
