@@ -35,8 +35,9 @@ PLACES = {
 SEASONS = {"december": (12, 10), "june": (6, 17)}
 INTERVALS = [60, 300, 600, 900]
 DAYS = 10
-LEARN_DAYS = 3.0
-"""Faults start after the first three days: lykta learns the lamps' switching from them."""
+LEARN_DAYS = 3.5
+"""Faults start after the first three and a half days (three whole nights and the midnight after them):
+lykta learns the lamps' switching from them."""
 
 
 @dataclass

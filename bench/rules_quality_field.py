@@ -166,6 +166,8 @@ def score(town: model.Town, found: list[tuple[str, str, Episode]], switches: dic
         # a drifting photocell also leaves its lamp dark at night (drifting down) or lit by day (up): findings
         # it explains are right about the lamp, not false
         causes = {code, "photocellFailure"} if code in ("lampFailure", "lampUnexpectedOn") else {code}
+        if code == "lampFailure":
+            causes.add("cyclingFailure")  # a cycling lamp is dark half the night
         explained = [any(hit(t, a, ep) for t in town.truth if t.fault in causes) for a, ep in mine]
         delays = [
             min(ep.detected_at - t.start for a, ep in mine if hit(t, a, ep)) / 60

@@ -81,7 +81,7 @@ class Step:
         self.cadence = cadence or Cadence()
         self.switching = switching or Switching()
         self.replaying = replaying
-        self.last: dict[int, tuple[float, float]] = {}
+        self.last = self.cadence.last
         self.rules = sorted(rules, key=lambda r: r.detector == "absence")  # supply first: it explains silence
         self.assets = assets
         self.states = states
@@ -213,8 +213,10 @@ class Step:
         keys = [self.assets.rows[r].key() for r in chosen]
         self.cadence.refresh(self.conn, None if self.every_device else keys, t0)
         seen = store.device_times(self.conn, None if self.every_device else keys, t0, t1)
+        self.cadence.observe(seen, t1)
         missing = [k for k in keys if k not in self.last]
-        self.last.update(store.last_readings(self.conn, missing, t0))
+        if missing:
+            self.last.update(store.last_readings(self.conn, missing, t0))
         losses = self._losses(t0)
         k = float(rule.params["intervals"])
         for r in chosen:

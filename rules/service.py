@@ -75,6 +75,7 @@ def run_cycle(url: str, rule_files: list[Path], now: float, shard: Shard, step_s
             owned = {a.device_key for a in everything if shard.owns(a.device_id)}
             late = {k: t for k, t in late.items() if k in owned}
             cadence = _CADENCES.setdefault((url, shard.label), Cadence())
+            cadence.forget(list(late))
             switching = _SWITCHING.setdefault((url, shard.label), Switching())
             step = Step(
                 conn,

@@ -9,8 +9,9 @@ last ``KEEP_S`` (the moment between the two readings that saw it), lykta learns 
   spread (in minutes), it follows a clock, otherwise the sun;
 - a lamp with too few switches of its own (new, or only just switching at midsummer) takes its circuit's
   medians when at least ``MIN_CIRCUIT`` of the circuit's lamps are learned; otherwise civil twilight;
-- its drift: how far the elevation of its switches in the last ``RECENT_S`` lies from its circuit's usual one
-  (a failing photocell switches ever earlier or later than its neighbours).
+- its drift: how far the elevation of its switches in the last ``RECENT_S`` lies from its circuit's usual one,
+  beyond what its reporting interval blurs (half the sun's movement between the two readings that saw a
+  switch): a failing photocell switches ever earlier or later than its neighbours.
 
 The detectors read the result as columns of the asset table (``COLUMNS``). The live service keeps one
 :class:`Switching` per process and shard, fed with every cycle's readings; stored history (backtests, the
@@ -39,6 +40,7 @@ class AssetTable(Protocol):
     rows: list[RuleAsset]
     refs: list[str]
     parents: dict[str, str | None]
+
 
 KEEP_S = 5 * 86400.0
 RECENT_S = 3 * 86400.0
@@ -193,6 +195,12 @@ def learn(book: pd.DataFrame, table: pd.DataFrame, now: float) -> pd.DataFrame:
             "elev": elevation_deg(lat, lon, mid),
             # degrees per minute the sun moves then: turns a spread in degrees into minutes
             "rate": np.abs(elevation_deg(lat, lon, mid + 300) - elevation_deg(lat, lon, mid - 300)) / 10,
+            # how far the sun moved between the two readings that saw the switch: what its time cannot tell
+            "blur": np.abs(
+                elevation_deg(lat, lon, book["t"].to_numpy(dtype=float))
+                - elevation_deg(lat, lon, book["before"].to_numpy(dtype=float))
+            )
+            / 2,
             "sod": mid % DAY_S,
             "recent": book["t"].to_numpy(dtype=float) > now - RECENT_S,
         }
@@ -208,6 +216,7 @@ def learn(book: pd.DataFrame, table: pd.DataFrame, now: float) -> pd.DataFrame:
     sod, sod_spread = _circular(frame["sod"], keys)
     recent = frame[frame["recent"]].groupby(["code", "on"])
     recent_elev = recent["elev"].median().where(recent.size() >= MIN_EVENTS)
+    blur = grouped["blur"].median()
     stats = pd.DataFrame(
         {
             "n": count,
@@ -216,6 +225,7 @@ def learn(book: pd.DataFrame, table: pd.DataFrame, now: float) -> pd.DataFrame:
             "sod": sod,
             "clock_min": sod_spread / 60,
             "recent": recent_elev,
+            "blur": blur,
         }
     ).unstack("on")
     out = pd.DataFrame(index=stats.index)
@@ -244,9 +254,19 @@ def learn(book: pd.DataFrame, table: pd.DataFrame, now: float) -> pd.DataFrame:
     medians = circuits.groupby("circuit")[["on", "off"]].median()[sizes >= MIN_CIRCUIT]
     circuit_on = circuit.map(medians["on"])
     circuit_off = circuit.map(medians["off"])
-    drift = pd.concat(
-        [(part("recent", True) - circuit_on).abs(), (part("recent", False) - circuit_off).abs()], axis=1
-    ).max(axis=1, skipna=True)
+    # beyond what the lamp's reporting interval blurs: a lamp reporting every 15 minutes at 39 degrees north
+    # sees the sun move two degrees between two reports
+    drift = (
+        pd.concat(
+            [
+                (part("recent", True) - circuit_on).abs() - part("blur", True),
+                (part("recent", False) - circuit_off).abs() - part("blur", False),
+            ],
+            axis=1,
+        )
+        .max(axis=1, skipna=True)
+        .clip(lower=0.0)
+    )
     out["drift_deg"] = drift.where(~out["by_clock"])
     out["own"] = own
     # a lamp with too few switches of its own takes its circuit's

@@ -417,6 +417,18 @@ def last_readings(
     ).fetchall()
     out = {int(k): (float(t), float(r)) for k, t, r in rows if t <= before}
     later = [int(k) for k, t, _ in rows if t > before]
+    if later:  # most of them reported within the hour before: one range scan finds their reading
+        recent = conn.execute(
+            """SELECT device_key, extract(epoch FROM max(device_time))::float8,
+                      extract(epoch FROM max(received_at))::float8
+               FROM telemetry
+               WHERE device_time > to_timestamp(%s) - interval '1 hour' AND device_time <= to_timestamp(%s)
+                 AND device_key = ANY(%s)
+               GROUP BY device_key""",
+            (before, before, later),
+        ).fetchall()
+        out.update({int(k): (float(t), float(r)) for k, t, r in recent})
+        later = [k for k in later if k not in out]
     if later:
         found = conn.execute(
             """SELECT k, extract(epoch FROM last.t)::float8, extract(epoch FROM last.r)::float8
@@ -430,38 +442,38 @@ def last_readings(
     return out
 
 
-def learn_cadence(
-    conn: psycopg.Connection, device_keys: Sequence[int] | None, start: float, end: float, min_gaps: int = 4
-) -> dict[int, tuple[float, float | None]]:
-    """Each device's own rhythm from its readings with ``start < device time <= end``: the gap between its
-    device times that nine in ten gaps stay within (how often it measures; a device that measures in bursts,
-    three readings a minute apart every quarter of an hour, has a quarter-hour rhythm, not a minute's), and
-    the same between the distinct seconds its readings arrived in (how often it is heard: a gateway that
-    batches), each from at least ``min_gaps`` gaps; the second None where there are too few (history stored
-    at once)."""
+def reading_times_frame(
+    conn: psycopg.Connection, device_keys: Sequence[int] | None, start: float, end: float
+) -> pd.DataFrame:
+    """(device_key, t, received) of each distinct device time with ``start < t <= end`` (first receive time)."""
     keys = None if device_keys is None else list(device_keys)
-    rows = conn.execute(
-        """WITH seen AS (
-               SELECT DISTINCT device_key, device_time, date_trunc('second', received_at) AS received
-               FROM telemetry
-               WHERE device_time > to_timestamp(%(start)s) AND device_time <= to_timestamp(%(end)s)
-                 AND (%(keys)s::bigint[] IS NULL OR device_key = ANY(%(keys)s::bigint[]))),
-           measured AS (
-               SELECT device_key, extract(epoch FROM device_time - lag(device_time)
-                                          OVER (PARTITION BY device_key ORDER BY device_time)) AS gap
-               FROM (SELECT DISTINCT device_key, device_time FROM seen) d),
-           heard AS (
-               SELECT device_key, extract(epoch FROM received - lag(received)
-                                          OVER (PARTITION BY device_key ORDER BY received)) AS gap
-               FROM (SELECT DISTINCT device_key, received FROM seen) r),
-           m AS (SELECT device_key, percentile_cont(0.9) WITHIN GROUP (ORDER BY gap) AS gap FROM measured
-                 WHERE gap > 0 GROUP BY device_key HAVING count(*) >= %(n)s),
-           h AS (SELECT device_key, percentile_cont(0.9) WITHIN GROUP (ORDER BY gap) AS gap FROM heard
-                 WHERE gap > 0 GROUP BY device_key HAVING count(*) >= %(n)s)
-           SELECT m.device_key, m.gap, h.gap FROM m LEFT JOIN h USING (device_key)""",
-        {"start": start, "end": end, "keys": keys, "n": min_gaps},
-    ).fetchall()
-    return {int(k): (float(g), None if d is None else float(d)) for k, g, d in rows}
+    buffer = io.BytesIO()
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            """COPY (SELECT device_key, extract(epoch FROM device_time)::float8,
+                            extract(epoch FROM min(received_at))::float8
+                     FROM telemetry
+                     WHERE device_time > to_timestamp(%s) AND device_time <= to_timestamp(%s)
+                       AND (%s::bigint[] IS NULL OR device_key = ANY(%s::bigint[]))
+                     GROUP BY device_key, device_time)
+               TO STDOUT (FORMAT csv)""",
+            (start, end, keys, keys),
+        ) as copy,
+    ):
+        for chunk in copy:
+            buffer.write(chunk)
+    buffer.seek(0)
+    if not buffer.getbuffer().nbytes:
+        return pd.DataFrame(
+            {"device_key": pd.Series(dtype="int64"), "t": pd.Series(dtype=float), "received": pd.Series(dtype=float)}
+        )
+    return pd.read_csv(
+        buffer,
+        header=None,
+        names=["device_key", "t", "received"],
+        dtype={"device_key": "int64", "t": "float64", "received": "float64"},
+    )
 
 
 def findings_of_fault_since(
