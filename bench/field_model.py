@@ -242,6 +242,12 @@ def lamp_series(
             flicker = ((t // 300) % 2).astype(bool)
             relay = np.where(during & want, flicker, relay)
             burning = relay.copy()
+            # the controller counts every switch-on, not only those its reports happen to see
+            fine = np.arange(town.start, town.end + 60, 60.0)
+            fine_want = np.interp(fine, t, want.astype(float)) > 0.5
+            fine_on = np.where((fine >= s) & (fine < e) & fine_want, ((fine // 300) % 2).astype(bool), fine_want)
+            ons = np.cumsum(fine_on & ~np.r_[fine_on[:1], fine_on[:-1]])
+            counted = ons[np.clip(np.searchsorted(fine, t, side="right") - 1, 0, len(fine) - 1)]
     local = local_seconds(t, town.tz)
     dim = np.where(relay & (local < 5 * 3600), 50.0, np.where(relay, 100.0, 0.0))
     efficiency = 0.9 + 0.05 * rng.random()
@@ -249,6 +255,8 @@ def lamp_series(
         burning, lamp.rated_w * dim / 100 / efficiency * rng.normal(1, 0.015, count), 0.3 + 0.4 * rng.random()
     )
     switches = 1000 + np.cumsum(relay & ~np.r_[relay[:1], relay[:-1]])
+    if kind == "cyclingFailure":
+        switches = 1000 + counted
     hours = 20000 + np.cumsum(burning * lamp.interval / 3600)
     energy = 4000 + np.cumsum(power * lamp.interval / 3.6e6)
     keep = np.ones(count, dtype=bool)
