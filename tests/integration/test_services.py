@@ -74,6 +74,8 @@ def test_a_taken_port_is_not_reused(state_dir: Path) -> None:
     assert first.postgres is not None and first.mqtt is not None
     services.down(state_dir)
     with socket.socket() as squatter:
+        # the stopped server's closed connections may still hold the port in TIME_WAIT: a listener may bind anyway
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", first.postgres.port))
         squatter.listen()
         again = services.up(state_dir)
