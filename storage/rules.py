@@ -74,20 +74,6 @@ def load_assets(conn: psycopg.Connection, tenant_id: str | None = None) -> list[
         return cur.fetchall()
 
 
-def reading_times(
-    conn: psycopg.Connection, device_keys: Sequence[int], start: float, end: float
-) -> list[tuple[int, float]]:
-    """When lykta heard from each device in the window, by receive time: a store-and-forward replay fills the
-    gap in device time, but not the silence the system lived through."""
-    if not device_keys:
-        return []
-    return conn.execute(
-        """SELECT DISTINCT device_key, extract(epoch FROM received_at)::float8 FROM telemetry
-           WHERE device_key = ANY(%s) AND received_at > to_timestamp(%s) AND received_at <= to_timestamp(%s)""",
-        (list(device_keys), start, end),
-    ).fetchall()
-
-
 @dataclass(frozen=True)
 class Finding:
     """A fault a rule found on an asset: open until ``cleared_at``; ``finding_id`` once stored."""
@@ -322,31 +308,6 @@ def _copy_frame(conn: psycopg.Connection, statement: str, params: Sequence[Any])
         names=["device_key", "t", "metric", "value"],
         dtype={"device_key": "int64", "t": "float64", "metric": "category", "value": "float64"},
     )
-
-
-def heard_between(conn: psycopg.Connection, start: float, end: float) -> dict[int, tuple[float, float]]:
-    """(first, last) receive time of each device heard in start < received <= end."""
-    rows = conn.execute(
-        """SELECT device_key, extract(epoch FROM min(received_at))::float8, extract(epoch FROM max(received_at))::float8
-           FROM telemetry WHERE received_at > to_timestamp(%s) AND received_at <= to_timestamp(%s)
-           GROUP BY device_key""",
-        (start, end),
-    ).fetchall()
-    return {int(r[0]): (float(r[1]), float(r[2])) for r in rows}
-
-
-def last_heard(conn: psycopg.Connection, device_keys: Iterable[int], before: float) -> dict[int, float]:
-    """The last receive time at or before ``before`` of each device (devices never heard: absent)."""
-    keys = list(device_keys)
-    if not keys:
-        return {}
-    rows = conn.execute(
-        """SELECT k, extract(epoch FROM (SELECT max(received_at) FROM telemetry t
-                                         WHERE t.device_key = k AND t.received_at <= to_timestamp(%s)))::float8
-           FROM unnest(%s::bigint[]) AS k""",
-        (before, keys),
-    ).fetchall()
-    return {int(r[0]): float(r[1]) for r in rows if r[1] is not None}
 
 
 def late_devices(
