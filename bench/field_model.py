@@ -301,12 +301,41 @@ def cabinet_series(
     return t, t + 1.0, metrics
 
 
+def photocell_switches(sky: Sky, t: np.ndarray, threshold: np.ndarray | float) -> tuple[int, int]:
+    """(switch-ons, switch-offs) of a photocell over the times ``t`` (hysteresis as in :func:`lamp_series`)."""
+    elev = sky.at(t)
+    limit = np.broadcast_to(np.asarray(threshold, dtype=float), t.shape)
+    lit = bool(elev[0] < limit[0])
+    ons = offs = 0
+    for e, x in zip(elev.tolist(), limit.tolist(), strict=True):
+        if lit and e > x + 0.3:
+            lit, offs = False, offs + 1
+        elif not lit and e < x:
+            lit, ons = True, ons + 1
+    return ons, offs
+
+
 def observable(town: Town, sky: Sky, faults: dict[str, dict[str, object]], hold_s: float = 1500.0) -> None:
     """Mark lamp faults that could not show as unseen: a lamp out that was never meant to burn for the rule's
-    duration while it lasted, a relay stuck on while the lamp was meant to burn anyway."""
+    duration while it lasted, a relay stuck on while the lamp was meant to burn anyway, a drifted photocell
+    that did not switch three times in three days (the sun never crossed its new threshold: beyond the noon
+    sun of a polar night, below the midnight sun) or whose circuit's photocells did not switch at all."""
     by_id = {lamp.asset_id: lamp for lamp in town.lamps}
+    last_midnight = math.floor(town.end / 86400) * 86400
     for truth in town.truth:
         lamp = by_id.get(truth.asset_id)
+        if lamp is not None and truth.fault == "photocellFailure":
+            drift = float(faults[lamp.asset_id]["drift"])  # type: ignore[arg-type]
+            recent = np.arange(max(truth.start + 43200, last_midnight - 3 * 86400), last_midnight, 60.0)
+            ons, offs = photocell_switches(sky, recent, lamp.threshold + drift) if len(recent) else (0, 0)
+            week = np.arange(last_midnight - 5 * 86400, last_midnight, 60.0)
+            switching = sum(
+                min(photocell_switches(sky, week, other.threshold)) >= 3
+                for other in town.lamps
+                if other.circuit == lamp.circuit and other.schedule is None and other.asset_id not in faults
+            )
+            truth.seen = max(ons, offs) >= 3 and switching >= 3
+            continue
         if lamp is None or not truth.seen or truth.fault not in ("lampFailure", "lampUnexpectedOn", "cyclingFailure"):
             continue
         t = np.arange(truth.start, truth.end, 60.0)

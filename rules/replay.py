@@ -35,6 +35,19 @@ HISTORY_STEP_S = 6 * 3600.0
 step changes nothing but memory."""
 
 
+class RecordedLosses(MemoryStore):
+    """Findings in memory, with the cabinets' supply losses already recorded: what the history of some
+    devices finds when evaluated again (a cabinet that was dark explains its lamps' silence, although the
+    cabinet itself is not evaluated again)."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        super().__init__()
+        self.conn = conn
+
+    def of_fault(self, fault: str, since: float) -> list[tuple[str, str, float, float | None]]:
+        return super().of_fault(fault, since) + rule_store.findings_of_fault_since(self.conn, fault, since)
+
+
 def evaluate_history(  # noqa: PLR0917 - the period and where its findings go
     conn: psycopg.Connection,
     rules: list[Rule],
@@ -43,19 +56,20 @@ def evaluate_history(  # noqa: PLR0917 - the period and where its findings go
     findings: FindingStore,
     shard: Shard | None = None,
     step_s: float = HISTORY_STEP_S,
+    only: set[int] | None = None,
 ) -> Outcome:
     """Stored history through the live service's own evaluator (rules/incremental.py), in device-time order,
     as if a cycle had run after every reading: the findings it would have produced, dated when they would have
     been detected. The rules' longest window before ``start`` is evaluated first, so conditions already
-    holding at ``start`` are known then."""
+    holding at ``start`` are known then. ``only``: these devices (keys) only."""
     shard = shard or Shard()
     step = Step(
         conn,
         rules,
-        AssetTable(rule_store.load_assets(conn), shard),
+        AssetTable(rule_store.load_assets(conn), shard, only=only),
         {},
         findings,
-        every_device=shard.count == 1,
+        every_device=shard.count == 1 and only is None,
         replaying=True,
     )
     total = Outcome()
@@ -67,12 +81,18 @@ def evaluate_history(  # noqa: PLR0917 - the period and where its findings go
     return total
 
 
-def backfill(
-    conn: psycopg.Connection, rules: list[Rule], start: float, end: float
+def backfill(  # noqa: PLR0917 - the period, and which devices
+    conn: psycopg.Connection,
+    rules: list[Rule],
+    start: float,
+    end: float,
+    shard: Shard | None = None,
+    only: set[int] | None = None,
 ) -> list[tuple[Rule, RuleAsset, Episode]]:
-    """Every finding of every rule open at some time in [start, end], as an episode of its rule and asset."""
-    memory = MemoryStore()
-    evaluate_history(conn, rules, start, end, memory)
+    """Every finding of every rule open at some time in [start, end], as an episode of its rule and asset;
+    ``only``: of these devices (keys), with the supply losses recorded for the others."""
+    memory = MemoryStore() if only is None else RecordedLosses(conn)
+    evaluate_history(conn, rules, start, end, memory, shard, only=only)
     assets = {(a.tenant_id, a.asset_id): a for a in rule_store.load_assets(conn)}
     by_id = {r.id: r for r in rules}
     return [
@@ -86,9 +106,13 @@ def backfill(
     ]
 
 
-def persist(conn: psycopg.Connection, found: list[tuple[Rule, RuleAsset, Episode]], end: float) -> int:
+def persist(
+    conn: psycopg.Connection, found: list[tuple[Rule, RuleAsset, Episode]], end: float, how: str = "replayed"
+) -> int:
     """Write episodes as findings (open or cleared); an episode already recorded is skipped, except that one
-    recorded open that has since ended is cleared. Returns the new ones."""
+    recorded open that has since ended is cleared. ``how`` is marked true in their evidence (``replayed``:
+    stored history; ``late``: readings that arrived after the live service had evaluated their time).
+    Returns the new ones."""
     written = 0
     for rule, asset, e in found:
         recorded = rule_store.recorded_finding(conn, asset.tenant_id, asset.asset_id, rule.id, e.observed_at)
@@ -96,7 +120,7 @@ def persist(conn: psycopg.Connection, found: list[tuple[Rule, RuleAsset, Episode
             if recorded[1] == "open" and e.cleared_at is not None:
                 rule_store.clear_finding(conn, recorded[0], e.cleared_at)
             continue
-        evidence = {"rule": rule.id, "detector": rule.detector, "replayed": True}
+        evidence = {"rule": rule.id, "detector": rule.detector, how: True}
         finding = new_finding(rule, asset, e.observed_at, e.cleared_at or end, e.detected_at, evidence)
         finding_id = rule_store.insert_finding(conn, finding)
         if e.cleared_at is not None:

@@ -23,7 +23,7 @@ from rules.evaluate import (
     evaluate_with_runs,
 )
 from rules.incremental import Step, states_from_runs
-from rules.replay import HISTORY_STEP_S, evaluate_history
+from rules.replay import HISTORY_STEP_S, backfill, evaluate_history, persist
 from rules.switching import Switching
 from storage import rules as store
 from storage.rules import Finding
@@ -57,8 +57,10 @@ def run_cycle(url: str, rule_files: list[Path], now: float, shard: Shard, step_s
     The first cycle (or one after more than two days away) evaluates the whole window of each rule and keeps
     the resulting states. Later cycles fold in what arrived since the previous one (rules/incremental.py), in
     steps of ``step_s`` while catching up. Devices with late data (received since the previous cycle, with
-    device times it had already evaluated) are evaluated again over their whole window from the oldest such
-    reading, and their states rebuilt.
+    device times it had already evaluated) have their history evaluated again from the oldest such reading as
+    a backtest evaluates it (rules/replay.py: every reading in device-time order, so a fault that began and
+    ended inside the late readings is found, dated as a backtest dates it); what was not yet recorded is
+    written, and their states are rebuilt as of now.
     """
     rules = definitions.load(rule_files)
     total = Outcome()
@@ -94,9 +96,9 @@ def run_cycle(url: str, rule_files: list[Path], now: float, shard: Shard, step_s
             if late:
                 only = set(late)
                 start = max(min(late.values()), now - MAX_CATCH_UP_S)
+                found = backfill(conn, rules, start, now, shard, only)
+                total.opened += persist(conn, found, now, how="late")
                 assets = AssetTable(everything, shard, only=only)
-                for t in _steps(start, now, step_s)[:-1]:
-                    _add(total, evaluate(conn, rules, t, findings, shard=shard, only=only, cadence=cadence))
                 _add(total, _full(conn, rules, now, findings, assets, shard, only))
         store.save_progress(conn, shard.label, max(now, done[0] if done else now), received)
     return total

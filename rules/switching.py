@@ -6,9 +6,11 @@ last ``KEEP_S`` (the moment between the two readings that saw it), lykta learns 
 
 - the sun's elevation at its switch-ons and switch-offs (medians: robust to a missed reading or a fault),
   and the same as times of day; when the times of day explain its switching with less than half the
-  spread (in minutes), it follows a clock, otherwise the sun;
-- a lamp with too few switches of its own (new, or only just switching at midsummer) takes its circuit's
-  medians when at least ``MIN_CIRCUIT`` of the circuit's lamps are learned; otherwise civil twilight;
+  spread (in minutes) and the sun does not (its elevations spread more than the sun moves between two of its
+  reports), it follows a clock, otherwise the sun;
+- a lamp with too few switches of its own (new, or only just switching at midsummer) is judged by its
+  circuit when at least ``MIN_CIRCUIT`` of the circuit's lamps are learned (see :func:`borrowed`); otherwise
+  civil twilight;
 - its drift: how far the elevation of its switches in the last ``RECENT_S`` lies from its circuit's usual one,
   beyond what its reporting interval blurs (half the sun's movement between the two readings that saw a
   switch): a failing photocell switches ever earlier or later than its neighbours.
@@ -142,21 +144,28 @@ class Switching:
         learned = learn(book.assign(code=codes[codes.notna()].astype(np.int64)), table, now)
         if learned.empty:
             return none
-        circuits = (
-            pd.DataFrame(
-                {
-                    "circuit": table["circuit"].reindex(learned.index),
-                    "on": learned["on_deg"],
-                    "off": learned["off_deg"],
-                    "own": learned["own"],
-                }
-            )
-            .query("own")
-            .groupby("circuit")[["on", "off"]]
-        )
-        medians = circuits.median()[circuits.size() >= MIN_CIRCUIT]
+        circuits = pd.DataFrame(
+            {
+                "circuit": table["circuit"].reindex(learned.index),
+                "on": learned["on_deg"],
+                "off": learned["off_deg"],
+                "own": learned["own"],
+            }
+        ).query("own")
+        sizes = circuits.groupby("circuit").size()
         learned.index = pd.Index([assets.rows[c].device_key for c in learned.index])
-        return learned[COLUMNS], medians
+        return learned[COLUMNS], borrowed(circuits)[sizes >= MIN_CIRCUIT]
+
+
+def borrowed(circuits: pd.DataFrame) -> pd.DataFrame:
+    """Per circuit (``circuits``: one row per lamp that follows the sun, columns circuit, on, off): the switching
+    a lamp of it without enough switches of its own is judged by. Nothing says where in the circuit's spread its
+    photocell lies, so it is meant to burn only when nearly every lamp of the circuit would (the tenth
+    percentile of their switch-on elevations) and meant to be off only when nearly every lamp would be (the
+    ninetieth of their switch-offs): at midsummer a lamp set lower than most of its circuit never switches on,
+    and that is no lamp failure."""
+    grouped = circuits.groupby("circuit")
+    return pd.DataFrame({"on": grouped["on"].quantile(0.1), "off": grouped["off"].quantile(0.9)})
 
 
 def _circular(seconds: pd.Series, groups: list[pd.Series]) -> tuple[pd.Series, pd.Series]:
@@ -221,6 +230,7 @@ def learn(book: pd.DataFrame, table: pd.DataFrame, now: float) -> pd.DataFrame:
         {
             "n": count,
             "elev": elev,
+            "elev_spread": elev_spread,
             "sun_min": elev_spread / rate,
             "sod": sod,
             "clock_min": sod_spread / 60,
@@ -244,8 +254,13 @@ def learn(book: pd.DataFrame, table: pd.DataFrame, now: float) -> pd.DataFrame:
     sun = part("sun_min", True) + part("sun_min", False)
     clock = part("clock_min", True) + part("clock_min", False)
     # a schedule switches at the same minute every day, a photocell follows the sun; both look alike for a few
-    # days near a solstice, and then the sun is the better guess
-    out["by_clock"] = (enough & (clock < sun / 2)).astype(bool)
+    # days near a solstice (and all through a midsummer, when the sun barely moves at the elevations lamps
+    # switch at), and then the sun is the better guess: a lamp follows a clock only when the elevations of its
+    # switches spread more than the sun moves between two of its reports (or a quarter of a degree)
+    unexplained = (part("elev_spread", True) + part("elev_spread", False)) > (
+        part("blur", True) + part("blur", False) + 0.5
+    )
+    out["by_clock"] = (enough & (clock < sun / 2) & unexplained).astype(bool)
     # the circuit: medians over its lamps that follow the sun
     circuit = table["circuit"].reindex(out.index)
     own = enough & ~out["by_clock"]
@@ -254,6 +269,7 @@ def learn(book: pd.DataFrame, table: pd.DataFrame, now: float) -> pd.DataFrame:
     medians = circuits.groupby("circuit")[["on", "off"]].median()[sizes >= MIN_CIRCUIT]
     circuit_on = circuit.map(medians["on"])
     circuit_off = circuit.map(medians["off"])
+    outer = borrowed(circuits)[sizes >= MIN_CIRCUIT]
     # beyond what the lamp's reporting interval blurs: a lamp reporting every 15 minutes at 39 degrees north
     # sees the sun move two degrees between two reports
     drift = (
@@ -269,8 +285,8 @@ def learn(book: pd.DataFrame, table: pd.DataFrame, now: float) -> pd.DataFrame:
     )
     out["drift_deg"] = drift.where(~out["by_clock"])
     out["own"] = own
-    # a lamp with too few switches of its own takes its circuit's
-    out.loc[~enough, "on_deg"] = circuit_on[~enough]
-    out.loc[~enough, "off_deg"] = circuit_off[~enough]
+    # a lamp with too few switches of its own is judged by its circuit's
+    out.loc[~enough, "on_deg"] = circuit.map(outer["on"])[~enough]
+    out.loc[~enough, "off_deg"] = circuit.map(outer["off"])[~enough]
     out["by_clock"] = out["by_clock"].fillna(False).astype(bool)
     return out[[*COLUMNS, "own"]]

@@ -134,3 +134,39 @@ def test_a_dark_cabinet_explains_lamps_that_report_every_quarter_hour(town_url: 
     assert [(x.asset_id, e.observed_at) for r, x, e in found if r.id == "cabinet-supply-loss"] == [("CAB-02", outage)]
     assert [(x.asset_id, e) for r, x, e in found if r.id == "communication-loss"] == []
     assert findings(town_url) == []  # nothing written
+
+
+def test_late_data_is_judged_live_as_a_backtest_judges_it(town_url: str) -> None:
+    """Live cycles every 5 minutes; CABM-01 loses its uplink from 02:00 to 06:00, keeps measuring and delivers
+    the four hours at once when it is back: the 4-minute door opening and the 8-minute supply loss inside them
+    are found with the times a backtest gives (evaluated again as of every ten minutes, the live service missed
+    both: each began and ended between two of its evaluations)."""
+    rows = history()
+    offline = (NIGHT + 2 * 3600, NIGHT + 6 * 3600)
+    run_cycle(town_url, NO_FILES, NIGHT - 60, Shard())
+    now = NIGHT
+    while now < NIGHT + HOURS * 3600:
+        now += 300
+        for device, series in rows.items():
+            if device == "CABM-01" and offline[0] < now < offline[1]:
+                continue
+            since = offline[0] if device == "CABM-01" and now == offline[1] else now - 300
+            due = [(t, v) for t, v in series if since < t <= now]
+            if due:
+                store_readings(town_url, device, due, received_at=now)
+        run_cycle(town_url, NO_FILES, now, Shard())
+    with psycopg.connect(town_url) as conn:
+        live = conn.execute(
+            """SELECT rule_id, extract(epoch FROM observed_at)::float8, extract(epoch FROM cleared_at)::float8
+               FROM findings WHERE asset_id = 'CAB-01' AND rule_id <> 'communication-loss'"""
+        ).fetchall()
+        silence = conn.execute(
+            "SELECT status FROM findings WHERE asset_id = 'CAB-01' AND rule_id = 'communication-loss'"
+        ).fetchall()
+    replayed = backtest(town_url, NO_FILES, NIGHT, NIGHT + HOURS * 3600, step_s=600)
+    expected = sorted((f.rule_id, f.observed_at, f.cleared_at) for f in replayed if f.asset_id == "CAB-01")
+    door = NIGHT + 3 * 3600 + 180
+    loss = NIGHT + 5 * 3600 + 1860
+    assert expected == [("cabinet-door-open", door, door + 240), ("cabinet-supply-loss", loss, loss + 480)]
+    assert sorted(live) == expected
+    assert all(s == "cleared" for (s,) in silence)  # the meter was silent to the service, not by device time

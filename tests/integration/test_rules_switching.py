@@ -101,3 +101,35 @@ def test_photocells_are_judged_each_by_its_own_and_a_drifting_one_is_found(town_
     faults = {(f.asset_id, f.fault) for f in found if f.asset_id in lamps and f.observed_at > START}
     assert ("SL-0009", "photocellFailure") in faults
     assert faults - {("SL-0009", "lampUnexpectedOn")} == {("SL-0009", "photocellFailure")}
+
+
+def test_midsummer_photocells_follow_the_sun_and_one_set_low_is_no_lamp_failure(town_url: str) -> None:
+    """Midsummer at 62.4 degrees north: the sun goes down to about -4.1 degrees at midnight. Six photocells of
+    one circuit (-3.5 to -2.5 degrees) switch on for a while every night; two set at -4.3 never do, so lykta
+    learns nothing of their own; SL-0010's photocell drifts to +2 degrees (it switches on before sunset).
+
+    Near a solstice the sun reaches those elevations at the same minute every night, so a photocell looks like
+    a schedule; taken for one it had no circuit to be compared with and its drift went unseen. And nothing says
+    where in the circuit's spread the two silent photocells lie: they are meant to burn only when nearly every
+    lamp of the circuit would be, which no night here reaches (by the circuit's median switch-on less the
+    margin, both were failing every midnight). Found: SL-0010's photocell (and its burning by day), nothing
+    else."""
+    day0 = datetime(2026, 6, 16, 12, 0, tzinfo=UTC).timestamp()
+    times = day0 + np.arange(0, DAYS * 86400, STEP)
+    lamps = [f"SL-{n:04d}" for n in range(2, 11)]
+    with psycopg.connect(town_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE assets SET lat = 62.39 + (lat - 56.05), lon = 17.31 + (lon - 12.69) WHERE asset_id = ANY(%s)",
+            (lamps,),
+        )
+    for n, asset in enumerate(lamps):
+        lat, lon = position(town_url, asset)
+        threshold: float | np.ndarray = -3.5 + n / 5 if n < 6 else -4.3
+        if asset == "SL-0010":
+            threshold = np.where(times > day0 + 3 * 86400, 2.0, -3.0)
+        store_readings(town_url, "SLC-" + asset[3:], readings(photocell(lat, lon, times, threshold), times))
+    start = day0 + 4 * 86400
+    found = backtest(town_url, NO_FILES, start, day0 + DAYS * 86400)
+    faults = {(f.asset_id, f.fault) for f in found if f.asset_id in lamps and f.observed_at > start}
+    assert ("SL-0010", "photocellFailure") in faults
+    assert faults - {("SL-0010", "lampUnexpectedOn")} == {("SL-0010", "photocellFailure")}
