@@ -6,11 +6,13 @@ driver degradation, tilted poles, silent controllers, a cabinet without supply).
 through ingest's own write path, with receive times a second after device times, as live ingest would. Then:
 
 * baseline: the first cycle, which reads every rule's whole window (7 hours of readings) for every device;
-* target: the following cycles, each folding in the ten minutes that arrived since the previous one.
+* target: the following cycles, each folding in the ten minutes that arrived since the previous one;
+* late data: one more cycle, in which ``--late`` devices (a gateway back online) deliver every reading of the
+  measured cycles at once; their history since then is evaluated again as a backtest would.
 
 Target: one cycle in under 30 s on a 2-core machine. Prints both and their ratio.
 
-    .venv/bin/python bench/rules_speed.py [--cabinets 200] [--hours 7.5] [--cycles 3]
+    .venv/bin/python bench/rules_speed.py [--cabinets 200] [--hours 7.5] [--cycles 3] [--late 1000]
 """
 
 from __future__ import annotations
@@ -86,16 +88,17 @@ class Writer:
         self.messages = 0
         self.readings = 0
 
-    def add(self, topic: str, payload: bytes, t: float, device_id: str) -> None:
+    def add(self, topic: str, payload: bytes, t: float, device_id: str, received: float | None = None) -> None:
         channel = topic.rsplit("/", 1)[-1]
         key = self.keys[device_id]
+        at = t + 1 if received is None else received
         if channel == "telemetry":
             metrics = orjson.loads(payload)["metrics"]
-            self.batch.readings.add_message(key, t + 1, [(t, self.metric_ids[m], float(v)) for m, v in metrics.items()])
+            self.batch.readings.add_message(key, at, [(t, self.metric_ids[m], float(v)) for m, v in metrics.items()])
             self.readings += len(metrics)
         elif channel == "event":
             body = orjson.loads(payload)
-            self.batch.events.append(EventRow(key, t, body["event"], body.get("value"), {}, t + 1))
+            self.batch.events.append(EventRow(key, t, body["event"], body.get("value"), {}, at))
         else:
             return
         self.messages += 1
@@ -124,6 +127,7 @@ def main() -> None:
     parser.add_argument("--cabinets", type=int, default=200)
     parser.add_argument("--hours", type=float, default=7.5, help="history before the first cycle")
     parser.add_argument("--cycles", type=int, default=3, help="incremental cycles measured after the first")
+    parser.add_argument("--late", type=int, default=1000, help="devices delivering the measured cycles late")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="lykta-bench-rules-speed-"))
@@ -150,8 +154,12 @@ def main() -> None:
             f"then {args.cycles} cycles of {STEP_S / 60:.0f} min"
         )
         first = END
-        ends = [first + STEP_S * (n + 1) for n in range(args.cycles)]
+        ends = [first + STEP_S * (n + 1) for n in range(args.cycles + (1 if args.late else 0))]
+        late_at = ends[-1] if args.late else None
         plan = scenario(fleet, first - args.hours * 3600, ends[-1], args.seed)
+        # a gateway's controllers: everything of the measured cycles arrives with the cycle after them
+        held_devices = set(random.Random(args.seed).sample(sorted(d.device_id for d in fleet.devices), args.late))
+        held: list[tuple[str, bytes, float, str]] = []
         writer = Writer(url)
         boundaries = [first, *ends]
         results: list[tuple[str, float, str]] = []
@@ -162,6 +170,12 @@ def main() -> None:
                 writer.wait()
                 at = boundaries.pop(0)
                 label = "first cycle (whole windows)" if at == first else f"cycle to +{(at - first) / 60:.0f} min"
+                if at == late_at:
+                    for h in held:
+                        writer.add(*h, received=at)
+                    writer.flush()
+                    writer.wait()
+                    label = f"late data of {len(held_devices):,} devices"
                 if at == first:
                     print(
                         f"history written: {writer.messages:,} messages, {writer.readings:,} readings "
@@ -175,21 +189,34 @@ def main() -> None:
                 )
                 print(f"{label:<30}{spent:>8.1f} s   {results[-1][2]}", flush=True)
             if p.action == "publish":
+                if late_at is not None and p.device_id in held_devices and first < p.t <= late_at - STEP_S:
+                    held.append((p.topic, p.payload, p.t, p.device_id))
+                    continue
                 writer.add(p.topic, p.payload, p.t, p.device_id)
         writer.flush()
         writer.wait()
         while boundaries:
             at = boundaries.pop(0)
+            label = f"cycle to +{(at - first) / 60:.0f} min"
+            if at == late_at:
+                for h in held:
+                    writer.add(*h, received=at)
+                writer.flush()
+                writer.wait()
+                label = f"late data of {len(held_devices):,} devices"
             t0 = time.monotonic()
             outcome = run_cycle(url, [], at, Shard())
             spent = time.monotonic() - t0
-            results.append((f"cycle to +{(at - first) / 60:.0f} min", spent, ""))
-            print(f"{results[-1][0]:<30}{spent:>8.1f} s", flush=True)
+            results.append((label, spent, f"{outcome.opened} opened, {outcome.kept} kept, {outcome.cleared} cleared"))
+            print(f"{label:<30}{spent:>8.1f} s   {results[-1][2]}", flush=True)
         with psycopg.connect(url) as conn:
             rows = conn.execute("SELECT fault, status, count(*) FROM findings GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
         print("\nfindings: " + ", ".join(f"{f} {s} {n}" for f, s, n in rows))
         baseline = results[0][1]
-        cycles = [s for _, s, _ in results[1:]]
+        cycles = [s for label, s, _ in results[1:] if not label.startswith("late")]
+        late = [s for label, s, _ in results if label.startswith("late")]
+        if late:
+            print(f"late data: {late[0]:.1f} s, {late[0] / baseline:.2f}x the baseline")
         if cycles:
             median = statistics.median(cycles)
             print(

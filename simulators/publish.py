@@ -26,6 +26,8 @@ from simulators.engine import Publication
 from simulators.publisher import Publisher, Will, connect
 
 Progress = Callable[[float, int], None]
+FLUSH_EVERY_S = 1.0
+"""Longest a publication waits in a connection's buffer (well inside the 60 s keep-alive)."""
 
 
 @dataclass
@@ -60,16 +62,20 @@ async def publish(
     links: dict[str, Publisher] = {}
     count = 0
     last_t = clock.start
-    last_progress = began
+    last_progress = last_flush = began
     clock.begin()
     wall_start = time.time()
     try:
         for pub in publications:
             wait = clock.delay(pub.t)
-            if wait > 0.005:
+            if wait > 0.005 or time.monotonic() - last_flush >= FLUSH_EVERY_S:
+                # what is buffered goes out at least every second even while publishing runs behind its clock: a
+                # device's own link otherwise holds its few messages until the broker ends it for silence
                 await shared.flush()
                 for link in links.values():
                     await link.flush()
+                last_flush = time.monotonic()
+            if wait > 0.005:
                 await asyncio.sleep(wait)
             last_t = pub.t
             target = shared
