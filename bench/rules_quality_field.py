@@ -188,14 +188,14 @@ def score(town: model.Town, found: list[tuple[str, str, Episode]], switches: dic
     return lines + (["false findings by cause:", *false] if false else ["no false findings"])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--places", default="oeste,62n,68n")
     parser.add_argument("--seasons", default="december,june")
     parser.add_argument("--lamps", type=int, default=600)
     parser.add_argument("--per-type", type=int, default=6)
     parser.add_argument("--seed", type=int, default=11)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="lykta-bench-field-"))
     tmp.chmod(0o755)
     state = services.up(tmp / "state", ephemeral=True)

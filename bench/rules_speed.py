@@ -164,51 +164,39 @@ def main() -> None:
         boundaries = [first, *ends]
         results: list[tuple[str, float, str]] = []
         began = time.monotonic()
-        for p in simulate(fleet, plan):
-            while boundaries and p.t > boundaries[0]:
-                writer.flush()
-                writer.wait()
-                at = boundaries.pop(0)
-                label = "first cycle (whole windows)" if at == first else f"cycle to +{(at - first) / 60:.0f} min"
-                if at == late_at:
-                    for h in held:
-                        writer.add(*h, received=at)
-                    writer.flush()
-                    writer.wait()
-                    label = f"late data of {len(held_devices):,} devices"
-                if at == first:
-                    print(
-                        f"history written: {writer.messages:,} messages, {writer.readings:,} readings "
-                        f"in {time.monotonic() - began:.0f} s"
-                    )
-                t0 = time.monotonic()
-                outcome = run_cycle(url, [], at, Shard())
-                spent = time.monotonic() - t0
-                results.append(
-                    (label, spent, f"{outcome.opened} opened, {outcome.kept} kept, {outcome.cleared} cleared")
-                )
-                print(f"{label:<30}{spent:>8.1f} s   {results[-1][2]}", flush=True)
-            if p.action == "publish":
-                if late_at is not None and p.device_id in held_devices and first < p.t <= late_at - STEP_S:
-                    held.append((p.topic, p.payload, p.t, p.device_id))
-                    continue
-                writer.add(p.topic, p.payload, p.t, p.device_id)
-        writer.flush()
-        writer.wait()
-        while boundaries:
-            at = boundaries.pop(0)
-            label = f"cycle to +{(at - first) / 60:.0f} min"
+
+        def cycle(at: float) -> None:
+            """Write what is due, run the cycle that ends at ``at`` and print how long it took."""
+            writer.flush()
+            writer.wait()
+            label = "first cycle (whole windows)" if at == first else f"cycle to +{(at - first) / 60:.0f} min"
             if at == late_at:
                 for h in held:
                     writer.add(*h, received=at)
                 writer.flush()
                 writer.wait()
                 label = f"late data of {len(held_devices):,} devices"
+            if at == first:
+                print(
+                    f"history written: {writer.messages:,} messages, {writer.readings:,} readings "
+                    f"in {time.monotonic() - began:.0f} s"
+                )
             t0 = time.monotonic()
             outcome = run_cycle(url, [], at, Shard())
             spent = time.monotonic() - t0
             results.append((label, spent, f"{outcome.opened} opened, {outcome.kept} kept, {outcome.cleared} cleared"))
             print(f"{label:<30}{spent:>8.1f} s   {results[-1][2]}", flush=True)
+
+        for p in simulate(fleet, plan):
+            while boundaries and p.t > boundaries[0]:
+                cycle(boundaries.pop(0))
+            if p.action == "publish":
+                if late_at is not None and p.device_id in held_devices and first < p.t <= late_at - STEP_S:
+                    held.append((p.topic, p.payload, p.t, p.device_id))
+                    continue
+                writer.add(p.topic, p.payload, p.t, p.device_id)
+        while boundaries:
+            cycle(boundaries.pop(0))
         with psycopg.connect(url) as conn:
             rows = conn.execute("SELECT fault, status, count(*) FROM findings GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
         print("\nfindings: " + ", ".join(f"{f} {s} {n}" for f, s, n in rows))
